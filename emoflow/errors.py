@@ -1,0 +1,21 @@
+"""One exception hierarchy: every message says what was wrong and how to fix it."""
+
+
+class EmoflowError(Exception):
+    """Base class for errors the CLI reports on one line."""
+
+
+class InputError(EmoflowError):
+    """The job, script, description, portrait or a path given by the user is unusable."""
+
+
+class EngineError(EmoflowError):
+    """An engine failed or is not available (missing package, missing weights)."""
+
+
+class StoreError(EmoflowError):
+    """The artifact store is unreachable, inconsistent or a blob failed verification."""
+
+
+class IntegrityError(StoreError):
+    """A blob's content no longer matches its sha256."""

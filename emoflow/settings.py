@@ -1,0 +1,50 @@
+"""Settings have one home: EMOFLOW_* environment variables (or a .env file), with sane defaults."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="EMOFLOW_", env_file=".env", extra="ignore")
+
+    home: Path = Field(default=Path("~/.emoflow"), description="Root of the store, blobs and Prefect state")
+    database_url: str | None = Field(default=None, description="SQLAlchemy URL; default SQLite under home")
+    blob_root: str | None = Field(default=None, description="Blob directory; default home/blobs")
+    output_dir: Path = Field(default=Path("outputs"), description="Where published files are exported")
+
+    planner: str = "rules"
+    tts_engine: str = "piper"
+    aligner: str = "engine"
+    efp_engine: str = "embedded"
+    renderer: str = "preview"
+
+    fps: int = Field(default=25, ge=1, le=60)
+    size: int = Field(default=512, ge=64, le=2048)
+    seed: int = 0
+    task_retries: int = Field(default=2, ge=0, le=10)
+
+    @property
+    def home_dir(self) -> Path:
+        return self.home.expanduser().resolve()
+
+    @property
+    def resolved_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.home_dir / 'emoflow.db'}"
+
+    @property
+    def resolved_blob_root(self) -> str:
+        return self.blob_root or str(self.home_dir / "blobs")
+
+    @property
+    def prefect_home(self) -> Path:
+        return self.home_dir / "prefect"
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

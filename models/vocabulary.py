@@ -1,0 +1,103 @@
+"""Loads the emotion vocabulary from prompts/emotions.yaml."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+from importlib import resources
+from pathlib import Path
+
+import yaml
+
+from emoflow.errors import InputError
+
+
+@dataclass(frozen=True)
+class Prosody:
+    pitch_semitones: float
+    pitch_range: float
+    rate: float
+    energy_db: float
+    pause_ms: float
+
+    def scaled(self, intensity: float) -> Prosody:
+        """Linear interpolation from neutral (intensity 0) to this emotion's full prosody (1)."""
+        k = max(0.0, min(1.0, intensity))
+        return Prosody(
+            pitch_semitones=self.pitch_semitones * k,
+            pitch_range=1.0 + (self.pitch_range - 1.0) * k,
+            rate=1.0 + (self.rate - 1.0) * k,
+            energy_db=self.energy_db * k,
+            pause_ms=self.pause_ms * k,
+        )
+
+
+@dataclass(frozen=True)
+class Emotion:
+    name: str
+    color: str
+    default_intensity: float
+    synonyms: dict[str, float]
+    prosody: Prosody
+    acoustic: dict[str, float]
+    prototypes: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Vocabulary:
+    emotions: dict[str, Emotion]
+    intensity_words: dict[str, float]
+    neutral: str
+    source: str  # file the vocabulary came from, for the audit trail
+
+    @property
+    def labels(self) -> list[str]:
+        return list(self.emotions)
+
+    def emotion(self, name: str) -> Emotion:
+        """The emotion called `name` or one of its synonyms; InputError lists the valid names."""
+        key = name.strip().lower()
+        if key in self.emotions:
+            return self.emotions[key]
+        for emotion in self.emotions.values():
+            if key in emotion.synonyms:
+                return emotion
+        raise InputError(f"unknown emotion {name!r}; valid emotions are: {', '.join(self.labels)}")
+
+    def lookup(self, word: str) -> tuple[str, float] | None:
+        """(label, implied intensity) for an emotion word or synonym, else None."""
+        key = word.strip().lower()
+        for emotion in self.emotions.values():
+            if key == emotion.name:
+                return emotion.name, emotion.default_intensity
+            if key in emotion.synonyms:
+                return emotion.name, emotion.synonyms[key]
+        return None
+
+
+def _default_path() -> Path:
+    return Path(str(resources.files("prompts") / "emotions.yaml"))
+
+
+@lru_cache(maxsize=4)
+def load_vocabulary(path: Path | None = None) -> Vocabulary:
+    path = path or _default_path()
+    data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    emotions = {
+        name: Emotion(
+            name=name,
+            color=spec["color"],
+            default_intensity=float(spec["default_intensity"]),
+            synonyms={k.lower(): float(v) for k, v in spec["synonyms"].items()},
+            prosody=Prosody(**{k: float(v) for k, v in spec["prosody"].items()}),
+            acoustic={k: float(v) for k, v in spec["acoustic"].items()},
+            prototypes=tuple(spec["prototypes"]),
+        )
+        for name, spec in data["emotions"].items()
+    }
+    return Vocabulary(
+        emotions=emotions,
+        intensity_words={k.lower(): float(v) for k, v in data["intensity_words"].items()},
+        neutral=data["neutral_label"],
+        source=str(path),
+    )

@@ -1,0 +1,41 @@
+"""Test-wide setup: every test gets its own EMOFLOW_HOME; Prefect state lives in a temp dir."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+# Prefect reads these at import, so they are set before any test module imports it.
+_PREFECT_HOME = tempfile.mkdtemp(prefix="emoflow-test-prefect-")
+os.environ["PREFECT_HOME"] = _PREFECT_HOME
+os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
+os.environ["DO_NOT_TRACK"] = "1"
+os.environ["PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS"] = "120"
+os.environ["PREFECT_LOGGING_LEVEL"] = "WARNING"
+os.environ["HF_HUB_OFFLINE"] = "1"
+
+
+@pytest.fixture
+def emoflow_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """A fresh store and output folder, wired through EMOFLOW_* settings."""
+    from tasks.context import reset_stores
+
+    home = tmp_path / "home"
+    monkeypatch.setenv("EMOFLOW_HOME", str(home))
+    monkeypatch.setenv("EMOFLOW_OUTPUT_DIR", str(tmp_path / "outputs"))
+    reset_stores()
+    yield home
+    reset_stores()
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[object]:
+    from stores.store import ArtifactStore
+
+    opened = ArtifactStore(f"sqlite:///{tmp_path / 'store.db'}", tmp_path / "blobs")
+    yield opened
+    opened.close()
