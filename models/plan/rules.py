@@ -1,0 +1,140 @@
+"""Rule-based emotion planner: inline script tags plus a free-text description -> EmotionPlan.
+
+Precedence per word: inline tag > quoted anchor in the description > temporal phase > whole-script
+description emotion > neutral default.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from emoflow.errors import InputError
+from models.plan.description import interpret
+from models.plan.phrases import read_phrase
+from models.plan.tokens import WORD_RE, sentence_ids
+from models.types import EmotionPlan, PlannedWord
+from models.vocabulary import Vocabulary, load_vocabulary
+
+_TAG_RE = re.compile(r"\[([^\[\]]*)\]")
+_WORD_CHAR_RE = re.compile(r"[^\W_]")
+
+
+@dataclass(frozen=True)
+class _Tag:
+    label: str
+    intensity: float
+    text: str  # the tag as written, for messages
+    position: int  # offset in the clean script where it takes effect
+
+
+class RulePlanner:
+    """Deterministic planner; `version` goes into cache keys, so bump it whenever output can change."""
+
+    name = "rules"
+    version = "1"
+
+    def __init__(self, vocabulary: Vocabulary | None = None) -> None:
+        self.vocabulary = vocabulary or load_vocabulary()
+
+    def plan(self, script: str, description: str = "") -> EmotionPlan:
+        vocab = self.vocabulary
+        clean, tags, warnings = self._strip_tags(script)
+        spans = [(m.start(), m.end()) for m in WORD_RE.finditer(clean)]
+        if not spans:
+            raise InputError("script is empty: it has no words to speak once inline [tags] are removed")
+
+        texts = [clean[a:b] for a, b in spans]
+        sentence_of = sentence_ids(clean, [a for a, _ in spans])
+        cues, cue_warnings = interpret(description, texts, sentence_of, vocab)
+        warnings.extend(cue_warnings)
+
+        words: list[PlannedWord] = []
+        active: _Tag | None = None
+        pending = iter(tags)
+        upcoming = next(pending, None)
+        for index, ((start, end), cue) in enumerate(zip(spans, cues, strict=True)):
+            while upcoming is not None and upcoming.position <= start:
+                active, upcoming = upcoming, next(pending, None)
+            if active is not None:
+                label, intensity, source = active.label, active.intensity, "tag"
+            elif cue is not None:
+                label, intensity, source = cue.label, cue.intensity, cue.source
+            else:
+                label, intensity, source = vocab.neutral, 0.0, "default"
+            words.append(
+                PlannedWord(
+                    index=index,
+                    text=clean[start:end],
+                    char_start=start,
+                    char_end=end,
+                    label=label,
+                    intensity=round(float(intensity), 4),
+                    source=source,
+                )
+            )
+        if upcoming is not None:
+            warnings.append(f"tag {upcoming.text} at the end of the script applies to no words")
+        return EmotionPlan(script=clean, words=words, warnings=warnings)
+
+    def _strip_tags(self, script: str) -> tuple[str, list[_Tag], list[str]]:
+        """Clean script (tags removed, whitespace collapsed), tags with their clean offsets, warnings."""
+        out: list[str] = []
+        length = 0
+        tags: list[_Tag] = []
+        pos = 0
+
+        def append(piece: str, after_tag: bool) -> None:
+            nonlocal length
+            piece = re.sub(r"\s+", " ", piece)
+            if not out or out[-1].endswith(" "):
+                piece = piece.lstrip(" ")
+            elif after_tag and piece and _WORD_CHAR_RE.match(piece) and _WORD_CHAR_RE.match(out[-1][-1]):
+                piece = " " + piece  # "word[sad]word" must stay two words
+            if piece:
+                out.append(piece)
+                length += len(piece)
+
+        for match in _TAG_RE.finditer(script):
+            append(script[pos : match.start()], after_tag=bool(tags))
+            label, intensity = self._read_tag(match.group(0), match.group(1))
+            tags.append(_Tag(label, intensity, match.group(0), length))
+            pos = match.end()
+        append(script[pos:], after_tag=bool(tags))
+
+        clean = "".join(out).rstrip(" ")
+        warnings: list[str] = []
+        if "[" in clean or "]" in clean:
+            warnings.append("an unbalanced '[' or ']' was kept as text; a tag looks like [angry 0.8]")
+        return clean, tags, warnings
+
+    def _read_tag(self, written: str, body: str) -> tuple[str, float]:
+        vocab = self.vocabulary
+        valid = ", ".join(vocab.labels)
+        tokens = body.split()
+        if not tokens:
+            raise InputError(f"empty tag {written} in the script; valid emotions are: {valid}")
+        phrase = read_phrase(tokens, vocab)
+        labels = {label for label, _, _ in phrase.emotions}
+        if not phrase.emotions or phrase.negated:
+            raise InputError(
+                f"unknown emotion in tag {written}; valid emotions are: {valid} "
+                "(synonyms such as 'furious' work too; add an intensity as in [angry 0.8] or [very sad])"
+            )
+        if len(labels) > 1 or len(phrase.emotions) > 1:
+            raise InputError(f"tag {written} names more than one emotion; use one, e.g. [angry 0.8]")
+        if phrase.unknown or len(phrase.intensities) + len(phrase.numbers) > 1:
+            bad = " ".join(phrase.unknown) or body.strip()
+            raise InputError(
+                f"malformed intensity {bad!r} in tag {written}: use one number from 0 to 1 (or a percentage) "
+                f"or one intensity word ({', '.join(vocab.intensity_words)})"
+            )
+        label, intensity, _ = phrase.emotions[0]
+        if phrase.numbers:
+            token, intensity = phrase.numbers[0]
+            if not 0.0 <= intensity <= 1.0:
+                raise InputError(f"intensity {token} in tag {written} is outside 0..1, e.g. [angry 0.8]")
+        elif phrase.intensities:
+            intensity = phrase.intensities[0][1]
+        # neutral has no strength: [neutral] resets to the unexpressive face
+        return label, 0.0 if label == vocab.neutral else float(intensity)

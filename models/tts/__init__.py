@@ -1,0 +1,49 @@
+"""Speech engines, chosen by name: `get_speech_engine("piper")` or `get_speech_engine("espeak")`.
+
+- piper: natural neural voice (en_US-joe-medium), emotion through rate, WORLD pitch/energy reshaping
+  and pauses; deterministic (seeded noise); real-time factor about 0.04 plain, 0.1-0.2 reshaped.
+- espeak: espeak-ng formant voice, emotion through SSML prosody; instant and deterministic.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from emoflow.errors import InputError
+from models.tts.base import SpeechEngine
+
+ENGINES: tuple[str, ...] = ("piper", "espeak")
+
+_SHARED: dict[str, SpeechEngine] = {}
+_SHARED_LOCK = threading.Lock()
+
+__all__ = ["ENGINES", "SpeechEngine", "get_speech_engine"]
+
+
+def get_speech_engine(name: str, **options: Any) -> SpeechEngine:
+    """The engine called `name`; InputError lists the valid names.
+
+    Without options, one shared instance per name is returned, so a voice is loaded once per process.
+    With options (e.g. `reshape=False` for piper), a new instance is built.
+    """
+    key = name.strip().lower() if isinstance(name, str) else ""
+    if key not in ENGINES:
+        raise InputError(f"unknown speech engine {name!r}; valid engines are: {', '.join(ENGINES)}")
+    if options:
+        return _build(key, options)
+    with _SHARED_LOCK:
+        if key not in _SHARED:
+            _SHARED[key] = _build(key, {})
+        return _SHARED[key]
+
+
+def _build(key: str, options: dict[str, Any]) -> SpeechEngine:
+    # imported here so that choosing espeak never loads onnxruntime, and vice versa
+    if key == "piper":
+        from models.tts.piper_engine import PiperEngine
+
+        return PiperEngine(**options)
+    from models.tts.espeak_engine import EspeakEngine
+
+    return EspeakEngine(**options)
