@@ -1,0 +1,264 @@
+"""The preview render engine: a fast CPU warp of the portrait driven by speech and the emotion curve.
+
+    portrait + speech + EmotionCurve -> frames (RGB uint8, size x size, fps)
+
+No neural network: MediaPipe landmarks are moved by FACS action units (prompts/facs.yaml), visemes or
+loudness (prompts/visemes.yaml), blinks and a little head motion, and the image follows through a
+piecewise-affine warp with a fixed image border. Everything that depends only on the portrait is built
+once (and cached for the next clip of the same portrait); a frame then costs a few milliseconds.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import threading
+from collections import OrderedDict
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from models.render import motion
+from models.render import topology as topo
+from models.render.mouth import MouthPainter, WrinklePainter, close_mouth_texture
+from models.render.rig import FaceFrame, FaceRig, HeadPose
+from models.render.tables import FacsTable, VisemeTable, load_facs, load_visemes
+from models.render.warp import PiecewiseAffineWarp
+from models.types import EmotionCurve, ProgressFn, Speech
+from models.vision.face import Portrait
+
+_PROGRESS_EVERY = 10  # frames
+_BORDER_POINTS = 8  # fixed control points per image edge
+# where lids or lips meet, the warp is solved at full resolution (see PiecewiseAffineWarp.maps)
+_MOUTH_BOX = list(topo.LIP_OUTER_UPPER + topo.LIP_OUTER_LOWER)
+_EYE_BOXES = [
+    list(topo.EYE_R_UPPER + topo.EYE_R_LOWER + topo.EYE_R_CREASE),
+    list(topo.EYE_L_UPPER + topo.EYE_L_LOWER + topo.EYE_L_CREASE),
+]
+
+
+@dataclass
+class _Prepared:
+    """Per-portrait work, done once."""
+
+    image: np.ndarray
+    rig: FaceRig
+    warp: PiecewiseAffineWarp
+    ring: np.ndarray  # control points around the head, moved rigidly
+    border: np.ndarray  # fixed control points on the image border
+    movable: np.ndarray  # control points the fold guard may adjust (the landmarks)
+    exempt: np.ndarray  # triangles across the lips or lids, which may collapse when they meet
+    mouth: MouthPainter
+
+
+class PreviewRenderer:
+    """Renders a talking portrait on the CPU, faster than real time at 512 px / 25 fps."""
+
+    name = "preview"
+    version = "1.0.0"
+
+    def __init__(self, size: int = 512, fps: int = 25, seed: int = 0, head_motion: float = 1.0) -> None:
+        if not 64 <= int(size) <= 4096:
+            raise ValueError(f"size must be between 64 and 4096 px, got {size}")
+        if not 1 <= fps <= 120:
+            raise ValueError(f"fps must be between 1 and 120, got {fps}")
+        if not 0.0 <= head_motion <= 5.0:
+            raise ValueError(f"head_motion must be between 0 (still) and 5, got {head_motion}")
+        self.size = int(size)
+        self.fps = fps
+        self.seed = int(seed)
+        self.head_motion = float(head_motion)
+        self.facs: FacsTable = load_facs()
+        self.visemes: VisemeTable = load_visemes()
+        self._wrinkles = WrinklePainter(self.facs)
+        self._cache: OrderedDict[str, _Prepared] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def frame_count(self, duration_s: float) -> int:
+        # round first so 1.96 s * 25 fps = 49.000000000000001 gives 49 frames, not 50
+        return max(0, math.ceil(round(float(duration_s) * self.fps, 6)))
+
+    def render(
+        self,
+        portrait: Portrait,
+        speech: Speech,
+        curve: EmotionCurve,
+        progress: ProgressFn | None = None,
+    ) -> Iterator[np.ndarray]:
+        """Yield `frame_count(speech.duration)` RGB uint8 frames, one at a time."""
+        # 1. Check inputs (here, not lazily in the generator, so bad input fails at the call).
+        self._check_inputs(portrait, speech)
+        n_frames = self.frame_count(speech.duration)
+
+        # 2. Per-portrait work (cached).
+        prepared = self._prepare(portrait)
+
+        # 3. Per-frame tracks: emotion -> action units, speech -> mouth, blinks, head.
+        rng = np.random.default_rng(self.seed)
+        p = self.visemes.mouth
+        level = motion.loudness(speech.samples, speech.sample_rate, self.fps, n_frames, p["energy_range_db"])
+        if speech.timings.phonemes:
+            mouth_open, mouth_width = motion.mouth_from_phonemes(
+                speech.timings.phonemes, self.visemes, self.fps, n_frames, level
+            )
+        else:
+            mouth_open, mouth_width = motion.mouth_from_energy(level, self.visemes, self.fps)
+        units = self._action_units(curve, n_frames)
+        blink = motion.blinks(n_frames, self.fps, rng)
+        head = motion.head_motion(n_frames, self.fps, rng, self.head_motion, level)
+
+        # 4. Frame loop.
+        return self._frames(prepared, units, mouth_open, mouth_width, blink, head, progress)
+
+    # -- steps -----------------------------------------------------------------------------------------
+
+    def _check_inputs(self, portrait: Portrait, speech: Speech) -> None:
+        image = np.asarray(portrait.image)
+        if (
+            image.ndim != 3
+            or image.shape[2] != 3
+            or image.shape[0] != image.shape[1]
+            or image.dtype != np.uint8
+        ):
+            raise ValueError(
+                f"portrait.image must be a square (size, size, 3) uint8 RGB array, got {image.shape}"
+            )
+        if np.asarray(portrait.landmarks).shape != (468, 2):
+            raise ValueError(
+                f"portrait.landmarks must have shape (468, 2), got {np.shape(portrait.landmarks)}"
+            )
+        if speech.sample_rate <= 0:
+            raise ValueError(f"speech.sample_rate must be positive, got {speech.sample_rate}")
+
+    def _action_units(self, curve: EmotionCurve, n_frames: int) -> np.ndarray:
+        """(frames, units) activations: emotion probabilities x intensity x the FACS table's weights."""
+        if n_frames == 0:
+            return np.zeros((0, len(self.facs.units)), dtype=np.float32)
+        frames = curve.per_frame(self.fps, n_frames)
+        weights = np.asarray(self.facs.weights(frames.labels), dtype=np.float32)  # (labels, units)
+        return (frames.probs * frames.intensity[:, None]) @ weights
+
+    def _prepare(self, portrait: Portrait) -> _Prepared:
+        key = self._key(portrait)
+        with self._lock:
+            if key in self._cache:
+                self._cache.move_to_end(key)
+                return self._cache[key]
+        image = np.ascontiguousarray(portrait.image)
+        landmarks = np.asarray(portrait.landmarks, dtype=np.float64)
+        depth = None if portrait.depth is None else np.asarray(portrait.depth, dtype=np.float64)
+        if image.shape[0] != self.size:
+            scale = self.size / image.shape[0]
+            interp = cv2.INTER_AREA if scale < 1 else cv2.INTER_CUBIC
+            image = cv2.resize(image, (self.size, self.size), interpolation=interp)
+            landmarks = landmarks * scale
+            depth = None if depth is None else depth * scale
+        landmarks = np.clip(landmarks, 1.0, self.size - 2.0)
+        rig = FaceRig(landmarks, depth, self.facs, self.visemes)
+        mouth = MouthPainter(image, landmarks)  # colours from the portrait's own lips and skin
+        if rig.rest_gap > 0.02:  # the portrait shows teeth: give it closed-lip texture to close onto
+            image = close_mouth_texture(image, landmarks, rig.frame.ey)
+
+        # fixed border, a rigid ring around the head, and the landmarks; ring points crowding a landmark
+        # or the border would make slivers, so they are dropped
+        edge = np.linspace(0, self.size - 1, _BORDER_POINTS + 1)
+        last = self.size - 1.0
+        border = np.array(
+            [(x, 0.0) for x in edge]
+            + [(x, last) for x in edge]
+            + [(0.0, y) for y in edge[1:-1]]
+            + [(last, y) for y in edge[1:-1]]
+        )
+        ring = rig.head_ring(self.size)
+        if len(ring):
+            near = np.min(np.linalg.norm(ring[:, None] - landmarks[None], axis=2), axis=1)
+            ring = ring[near > 0.15 * rig.frame.iod]
+        border = border[np.min(np.linalg.norm(border[:, None] - landmarks[None], axis=2), axis=1) > 2.0]
+        source = np.vstack([landmarks, ring, border])
+        warp = PiecewiseAffineWarp(source, self.size)
+        movable = np.zeros(len(source), dtype=bool)
+        movable[: len(landmarks)] = True
+        corners = {*topo.MOUTH_CORNERS, topo.LIP_INNER_UPPER[0], topo.LIP_INNER_UPPER[-1]}
+        upper = sorted(
+            {*topo.LIP_INNER_UPPER, *sum(topo.LIP_UPPER_RINGS, ()), *topo.LIP_OUTER_UPPER} - corners
+        )
+        lower = sorted(
+            {*topo.LIP_INNER_LOWER, *sum(topo.LIP_LOWER_RINGS, ()), *topo.LIP_OUTER_LOWER} - corners
+        )
+        tri = warp.triangles
+        # triangles between the lips or between the lids may collapse when they meet
+        exempt = np.isin(tri, upper).any(axis=1) & np.isin(tri, lower).any(axis=1)
+        for lid_up, lid_lo in ((topo.EYE_R_UPPER, topo.EYE_R_LOWER), (topo.EYE_L_UPPER, topo.EYE_L_LOWER)):
+            exempt |= np.isin(tri, lid_up[1:-1]).any(axis=1) & np.isin(tri, lid_lo[1:-1]).any(axis=1)
+        prepared = _Prepared(
+            image=image,
+            rig=rig,
+            warp=warp,
+            ring=ring,
+            border=border,
+            movable=movable,
+            exempt=exempt,
+            mouth=mouth,
+        )
+        with self._lock:
+            self._cache[key] = prepared
+            while len(self._cache) > 2:
+                self._cache.popitem(last=False)
+        return prepared
+
+    def _key(self, portrait: Portrait) -> str:
+        digest = hashlib.blake2b(digest_size=16)
+        digest.update(np.ascontiguousarray(portrait.image).tobytes())
+        digest.update(np.ascontiguousarray(portrait.landmarks, dtype=np.float32).tobytes())
+        if portrait.depth is not None:
+            digest.update(np.ascontiguousarray(portrait.depth, dtype=np.float32).tobytes())
+        return digest.hexdigest()
+
+    def _frames(
+        self,
+        prepared: _Prepared,
+        units: np.ndarray,
+        mouth_open: np.ndarray,
+        mouth_width: np.ndarray,
+        blink: np.ndarray,
+        head: motion.HeadTrack,
+        progress: ProgressFn | None,
+    ) -> Iterator[np.ndarray]:
+        n_frames = len(units)
+        rig, warp = prepared.rig, prepared.warp
+        limit = self.visemes.mouth["max_open"] * 1.15
+        lo, hi = 1.0, self.size - 2.0
+        for i in range(n_frames):
+            pose = HeadPose(
+                yaw=float(head.yaw[i]),
+                pitch=float(head.pitch[i]),
+                roll=float(head.roll[i]),
+                tx=float(head.tx[i]),
+                ty=float(head.ty[i]),
+            )
+            # total opening (speech + jaw-drop AUs) stays below a plausible maximum
+            au_open = float(units[i] @ rig.unit_open)
+            opening = min(float(mouth_open[i]), max(limit - au_open, 0.0))
+            points = rig.pose(units[i], opening, float(mouth_width[i]), float(blink[i]), pose)
+            ring = rig.move_head(prepared.ring, pose, 0.0) if len(prepared.ring) else prepared.ring
+            target = np.vstack([np.clip(points, lo, hi), ring.reshape(-1, 2), prepared.border])
+            target = warp.untangle(target, prepared.movable, prepared.exempt)
+            points = target[: len(points)]
+            boxes = [points[_MOUTH_BOX]] + ([points[box] for box in _EYE_BOXES] if blink[i] > 0.02 else [])
+            frame = cv2.remap(
+                prepared.image,
+                warp.maps(target, boxes),
+                None,
+                cv2.INTER_LINEAR,
+                borderMode=cv2.BORDER_REFLECT_101,
+            )
+            geom = FaceFrame.from_landmarks(points)
+            prepared.mouth.paint(frame, points, geom.ex, geom.ey, geom.iod)
+            self._wrinkles.paint(
+                frame, points, units[i], geom.ex, geom.ey, geom.iod, prepared.mouth.colourful
+            )
+            yield frame
+            if progress is not None and ((i + 1) % _PROGRESS_EVERY == 0 or i + 1 == n_frames):
+                progress(i + 1, n_frames)

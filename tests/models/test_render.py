@@ -1,0 +1,217 @@
+"""The preview renderer on the astronaut, with synthetic speech; effects are checked by re-running the
+face mesh on rendered frames."""
+
+from __future__ import annotations
+
+import tracemalloc
+
+import numpy as np
+import pytest
+from skimage import data
+
+from models.render import PreviewRenderer
+from models.render.tables import SILENCE, load_facs, load_visemes
+from models.types import CurvePoint, EmotionCurve, PhonemeTiming, Speech, Timings, WordTiming
+from models.vision import Portrait, detect_landmarks, prepare_portrait
+from models.vocabulary import load_vocabulary
+
+LABELS = ["neutral", "happy", "sad", "angry", "fear", "surprise", "disgust"]
+SR = 16000
+FPS = 25
+# three "syllables" of a 150 Hz tone, silence around them
+SYLLABLES = [(0.25, 0.55), (0.75, 1.05), (1.3, 1.6)]
+LOUD_FRAMES = [10, 22, 36]  # frame times 0.40, 0.88, 1.44 s: the middle of each syllable
+SILENT_FRAMES = [2, 16, 30, 45]  # 0.08, 0.64, 1.20, 1.80 s
+
+
+def make_speech(duration: float = 2.0, phonemes: bool = False, silent: bool = False) -> Speech:
+    t = np.arange(int(duration * SR)) / SR
+    envelope = np.zeros_like(t)
+    words, phones = [], []
+    for i, (start, end) in enumerate(SYLLABLES):
+        inside = (t >= start) & (t < end)
+        envelope[inside] = np.sin(np.pi * (t[inside] - start) / (end - start)) ** 0.5
+        words.append(WordTiming(i, f"ma{i}", start, end))
+        phones += [
+            PhonemeTiming("m", start, start + 0.06, i),
+            PhonemeTiming("ˈa", start + 0.06, end - 0.05, i),
+            PhonemeTiming(" ", end - 0.05, end, i),
+        ]
+    samples = (0.5 * envelope * np.sin(2 * np.pi * 150 * t)).astype(np.float32)
+    if silent:
+        samples[:] = 0.0
+    return Speech(samples, SR, Timings(words, phones if phonemes else []))
+
+
+def constant_curve(label: str, intensity: float = 1.0, duration: float = 2.0) -> EmotionCurve:
+    dist = {name: float(name == label) for name in LABELS}
+    return EmotionCurve(LABELS, [CurvePoint(0, "all", 0.0, duration, label, intensity, dist, {}, {})])
+
+
+def iod(points: np.ndarray) -> float:
+    return float(np.linalg.norm(points[[263, 362]].mean(axis=0) - points[[33, 133]].mean(axis=0)))
+
+
+def lip_gap(frame: np.ndarray) -> float:
+    """Inner-lip distance over inter-ocular distance, measured by a fresh face mesh."""
+    points = detect_landmarks(frame)
+    assert points is not None, "the face mesh lost the face in a rendered frame"
+    return float(np.linalg.norm(points[14] - points[13])) / iod(points)
+
+
+def corner_lift(frame: np.ndarray) -> float:
+    """How far the mouth corners sit above the centre of the lips, over inter-ocular distance."""
+    points = detect_landmarks(frame)
+    assert points is not None
+    middle = points[[13, 14]].mean(axis=0)[1]
+    corners = points[[61, 291]].mean(axis=0)[1]
+    return float(middle - corners) / iod(points)
+
+
+@pytest.fixture(scope="module")
+def portrait() -> Portrait:
+    return prepare_portrait(data.astronaut())
+
+
+@pytest.fixture(scope="module")
+def renderer() -> PreviewRenderer:
+    return PreviewRenderer(size=512, fps=FPS, seed=0)
+
+
+@pytest.fixture(scope="module")
+def energy_frames(portrait: Portrait, renderer: PreviewRenderer) -> list[np.ndarray]:
+    return list(renderer.render(portrait, make_speech(), constant_curve("neutral", 0.0)))
+
+
+def test_frame_count_is_the_ceiling_of_duration_times_fps(renderer: PreviewRenderer) -> None:
+    assert renderer.frame_count(2.0) == 50
+    assert renderer.frame_count(1.96) == 49
+    assert renderer.frame_count(2.001) == 51
+    assert renderer.frame_count(0.0) == 0
+    assert renderer.name == "preview" and renderer.version
+
+
+def test_renders_the_right_number_of_rgb_frames(energy_frames: list[np.ndarray], portrait: Portrait) -> None:
+    assert len(energy_frames) == 50
+    for frame in energy_frames:
+        assert frame.shape == (512, 512, 3) and frame.dtype == np.uint8
+    # the frames are the portrait, moved a little: not a blank or a different picture
+    assert np.abs(energy_frames[0].astype(int) - portrait.image).mean() < 25
+
+
+def test_mouth_opens_with_loudness_and_closes_in_silence(energy_frames: list[np.ndarray]) -> None:
+    loud = [lip_gap(energy_frames[i]) for i in LOUD_FRAMES]
+    silent = [lip_gap(energy_frames[i]) for i in SILENT_FRAMES]
+    assert min(loud) > max(silent) + 0.05, (loud, silent)
+
+
+def test_mouth_changes_more_than_the_border(energy_frames: list[np.ndarray], portrait: Portrait) -> None:
+    points = portrait.landmarks
+    x0, y0 = np.floor(points[[61, 291, 13, 14, 17]].min(axis=0)).astype(int) - 5
+    x1, y1 = np.ceil(points[[61, 291, 13, 14, 17]].max(axis=0)).astype(int) + 25
+    loud, silent = energy_frames[LOUD_FRAMES[0]].astype(int), energy_frames[SILENT_FRAMES[0]].astype(int)
+    mouth_change = np.abs(loud[y0:y1, x0:x1] - silent[y0:y1, x0:x1]).mean()
+    ring = np.ones((512, 512), dtype=bool)
+    ring[8:-8, 8:-8] = False
+    border_change = np.abs(loud[ring] - silent[ring]).mean()
+    assert mouth_change > 10 * max(border_change, 0.5), (mouth_change, border_change)
+
+
+def test_phoneme_timings_drive_the_mouth(portrait: Portrait, renderer: PreviewRenderer) -> None:
+    frames = list(renderer.render(portrait, make_speech(phonemes=True), constant_curve("neutral", 0.0)))
+    assert len(frames) == 50
+    loud = [lip_gap(frames[i]) for i in LOUD_FRAMES]
+    silent = [lip_gap(frames[i]) for i in SILENT_FRAMES]
+    assert min(loud) > max(silent) + 0.05, (loud, silent)
+
+
+def test_happy_lifts_the_mouth_corners_and_sad_lowers_them(portrait: Portrait) -> None:
+    still = PreviewRenderer(seed=0, head_motion=0.0)
+    speech = make_speech(duration=1.0, silent=True)
+    happy = list(still.render(portrait, speech, constant_curve("happy", duration=1.0)))[-1]
+    sad = list(still.render(portrait, speech, constant_curve("sad", duration=1.0)))[-1]
+    neutral = list(still.render(portrait, speech, constant_curve("neutral", 0.0, duration=1.0)))[-1]
+    lift = {"happy": corner_lift(happy), "sad": corner_lift(sad), "neutral": corner_lift(neutral)}
+    assert lift["happy"] > lift["neutral"] + 0.02 > lift["sad"] + 0.04, lift
+
+
+def test_border_pixels_stay_put(energy_frames: list[np.ndarray], portrait: Portrait) -> None:
+    for frame in energy_frames:
+        diff = np.abs(frame.astype(int) - portrait.image)
+        assert diff[0].max() <= 2 and diff[-1].max() <= 2
+        assert diff[:, 0].max() <= 2 and diff[:, -1].max() <= 2
+
+
+def test_same_seed_same_frames_other_seed_other_motion(portrait: Portrait) -> None:
+    speech = make_speech(duration=1.0)
+    curve = constant_curve("surprise", 0.6, duration=1.0)
+    first = list(PreviewRenderer(seed=3).render(portrait, speech, curve))
+    second = list(PreviewRenderer(seed=3).render(portrait, speech, curve))
+    other = list(PreviewRenderer(seed=4).render(portrait, speech, curve))
+    assert all(np.array_equal(a, b) for a, b in zip(first, second, strict=True))
+    assert any(not np.array_equal(a, b) for a, b in zip(first, other, strict=True))
+
+
+def test_progress_is_reported_up_to_the_total(portrait: Portrait, renderer: PreviewRenderer) -> None:
+    calls: list[tuple[int, int]] = []
+    frames = list(
+        renderer.render(
+            portrait,
+            make_speech(duration=1.0),
+            constant_curve("happy", 0.5, 1.0),
+            lambda done, total: calls.append((done, total)),
+        )
+    )
+    assert calls and calls[-1] == (len(frames), len(frames))
+    assert all(total == len(frames) for _, total in calls)
+    assert [done for done, _ in calls] == sorted(done for done, _ in calls)
+
+
+def test_render_streams_with_flat_memory(portrait: Portrait) -> None:
+    small = PreviewRenderer(size=128, seed=0)
+    tiny = prepare_portrait(data.astronaut(), size=128)
+    peaks = []
+    for seconds in (2.0, 8.0):
+        speech = make_speech(duration=seconds)
+        curve = constant_curve("happy", 0.5, duration=seconds)
+        list(small.render(tiny, speech, curve))  # warm the per-portrait cache
+        tracemalloc.start()
+        count = sum(1 for _ in small.render(tiny, speech, curve))
+        peaks.append(tracemalloc.get_traced_memory()[1])
+        tracemalloc.stop()
+        assert count == small.frame_count(seconds)
+    # 150 more frames of 128x128 would be 7 MB if they were kept; the audio grows by 0.4 MB
+    assert peaks[1] - peaks[0] < 2_000_000, peaks
+
+
+def test_bad_portrait_fails_at_the_call(renderer: PreviewRenderer) -> None:
+    bad = Portrait(image=np.zeros((100, 80, 3), np.uint8), landmarks=np.zeros((468, 2), np.float32))
+    with pytest.raises(ValueError, match=r"portrait\.image"):
+        renderer.render(bad, make_speech(duration=0.5), constant_curve("neutral", 0.0, 0.5))
+
+
+def test_empty_audio_gives_no_frames(portrait: Portrait, renderer: PreviewRenderer) -> None:
+    empty = Speech(np.zeros(0, np.float32), SR, Timings([]))
+    assert list(renderer.render(portrait, empty, EmotionCurve(LABELS, []))) == []
+
+
+def test_viseme_lookup_handles_espeak_ipa() -> None:
+    table = load_visemes()
+    assert table.lookup("ˈa") == table.visemes["a"]
+    assert table.lookup("aɪə") == table.visemes["aɪ"]
+    assert table.lookup("tʃʰ") == table.visemes["tʃ"]
+    assert table.lookup("ẽ") == table.visemes["e"]
+    assert table.lookup("_") == SILENCE and table.lookup(".") == SILENCE
+    assert table.lookup(" ") is None and table.lookup("ˈ") is None
+    assert table.lookup("ʘ") == table.default
+    assert table.is_bilabial("m") and not table.is_bilabial("a")
+
+
+def test_facs_table_covers_the_vocabulary() -> None:
+    facs = load_facs()
+    assert set(load_vocabulary().labels) <= set(facs.emotions)
+    assert facs.emotions["happy"].keys() == {"AU6", "AU12"}
+    assert facs.emotions["angry"].keys() == {"AU4", "AU5", "AU7", "AU23"}
+    for unit in facs.units.values():
+        for dx, dy in unit.moves.values():
+            assert abs(dx) <= 0.25 and abs(dy) <= 0.25
