@@ -12,6 +12,7 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from emoflow.errors import EmoflowError
 from emoflow.runtime import configure_environment
@@ -42,7 +43,8 @@ def _fail(exc: BaseException) -> None:
     if _state["debug"]:
         raise exc
     message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-    errors.print(f"[red]error:[/red] {message}", highlight=False, soft_wrap=True)
+    # messages quote user text such as "[angry 0.8]", which Rich must not read as markup
+    errors.print(Text.assemble(("error: ", "red"), message), highlight=False, soft_wrap=True)
     raise typer.Exit(code=1)
 
 
@@ -99,7 +101,7 @@ def narrate(
     record = open_store().run(result.run_id)
     plan = next(step for step in record.steps if step.stage == "plan").outputs["plan"]
     for warning in plan.metadata.get("warnings", []):
-        console.print(f"[yellow]plan warning:[/yellow] {warning}")
+        console.print(Text.assemble(("plan warning: ", "yellow"), warning))
     computed = sum(1 for step in record.steps if not step.cache_hit)
     console.print(f"run [bold]{result.run_id}[/bold]: {computed} of {len(record.steps)} steps computed")
     console.print(f"video: [bold]{result.published['video.mp4']}[/bold]")
@@ -197,7 +199,7 @@ def show(
         return
     console.print(f"run [bold]{record.id}[/bold] of job [bold]{record.job.name}[/bold]: {record.status}")
     if record.error:
-        console.print(f"[red]{record.error}[/red]")
+        console.print(Text(record.error, style="red"))
     table = Table("stage", "status", "engine", "cache key", "seconds", "artifacts")
     for step in steps:
         artifacts = "\n".join(f"{a['name']} {a['sha256'][:12]} {a['media_type']}" for a in step["artifacts"])

@@ -46,7 +46,7 @@ def test_sqlite_runs_in_wal_mode(store: ArtifactStore) -> None:
 
 
 def test_step_lifecycle_records_outputs_lineage_and_audit(store: ArtifactStore) -> None:
-    job_id, run_id = submit(store)
+    _job_id, run_id = submit(store)
     step = begin(store, run_id)
     refs = store.commit_step(step, [NewArtifact("plan", "plan", "application/json", data=b"{}")])
     store.finish_run(run_id)
@@ -59,7 +59,7 @@ def test_step_lifecycle_records_outputs_lineage_and_audit(store: ArtifactStore) 
     assert store.read_bytes(refs["plan"].sha256) == b"{}"
     actions = [e.action for e in store.audit_events(run_id=run_id)]
     assert actions == ["run.start", "step.start", "step.finish", "run.finish"]
-    assert [e.action for e in store.audit_events()][0] == "job.submit"
+    assert next(e.action for e in store.audit_events()) == "job.submit"
 
 
 def test_cached_outputs_are_found_by_key_across_runs(store: ArtifactStore) -> None:
@@ -86,7 +86,9 @@ def test_cached_outputs_are_found_by_key_across_runs(store: ArtifactStore) -> No
 
 def test_cache_ignores_steps_whose_blob_vanished(store: ArtifactStore) -> None:
     _, run_id = submit(store)
-    refs = store.commit_step(begin(store, run_id), [NewArtifact("plan", "plan", "application/json", data=b"x")])
+    refs = store.commit_step(
+        begin(store, run_id), [NewArtifact("plan", "plan", "application/json", data=b"x")]
+    )
     store.blobs.path_for(refs["plan"].sha256).unlink()
     assert store.cached_outputs("k1") is None
 
@@ -112,7 +114,9 @@ def test_retry_reopens_the_same_step_and_counts_attempts(store: ArtifactStore) -
     assert step.attempts == 2 and step.status == "succeeded" and step.error is None
 
 
-@pytest.mark.parametrize("statement", ["UPDATE audit_events SET actor = 'mallory'", "DELETE FROM audit_events"])
+@pytest.mark.parametrize(
+    "statement", ["UPDATE audit_events SET actor = 'mallory'", "DELETE FROM audit_events"]
+)
 def test_audit_events_are_append_only_in_the_database(store: ArtifactStore, statement: str) -> None:
     submit(store)
     with pytest.raises(DBAPIError, match="append-only"), store.engine.begin() as connection:

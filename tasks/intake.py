@@ -1,0 +1,79 @@
+"""Submission: validate everything a job needs before anything is written, then record it."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from emoflow.errors import InputError
+from emoflow.jobs import BUILTIN_PORTRAIT_PREFIX, JobSpec
+from emoflow.paths import ensure_writable_dir
+from emoflow.settings import Settings
+from models.vision.face import load_image, prepare_portrait
+from stores.records import NewArtifact
+from stores.store import ArtifactStore
+from tasks.engines import check_engine_choices
+
+BUILTIN_PORTRAITS = ("astronaut", "chelsea")
+MEDIA_TYPES = {"PNG": "image/png", "JPEG": "image/jpeg", "WEBP": "image/webp", "BMP": "image/bmp"}
+
+
+def submit_job(spec: JobSpec, settings: Settings, store: ArtifactStore) -> str:
+    """Returns the job id. Bad input raises InputError and leaves only a `job.reject` audit event."""
+    actor = spec.submitter_name()
+    try:
+        options = spec.options(settings)
+        if not spec.script.strip():
+            raise InputError("script is empty: give the words to speak in `script` or `script_file`")
+        check_engine_choices(options)
+        data, media_type, image = read_portrait(spec.portrait)
+        # proves there is a usable human face now, not minutes later in the render stage
+        prepare_portrait(image, options["size"], options["face_index"])
+        ensure_writable_dir(Path(options["output_dir"]))
+    except InputError as exc:
+        store.record_event("job.reject", actor, details={"job": spec.name, "error": str(exc)})
+        raise
+    height, width = image.shape[:2]
+    portrait = store.put_artifact(
+        NewArtifact(
+            "portrait",
+            "portrait",
+            media_type,
+            data=data,
+            metadata={"source": spec.portrait, "width": width, "height": height},
+        )
+    )
+    return store.submit_job(
+        name=spec.name,
+        submitter=actor,
+        script=spec.script,
+        description=spec.description,
+        portrait=portrait,
+        options=options,
+    )
+
+
+def read_portrait(source: str) -> tuple[bytes, str, np.ndarray]:
+    """(file bytes, sniffed media type, RGB pixels) of a portrait path or built-in name."""
+    if source.startswith(BUILTIN_PORTRAIT_PREFIX):
+        name = source.removeprefix(BUILTIN_PORTRAIT_PREFIX)
+        if name not in BUILTIN_PORTRAITS:
+            raise InputError(
+                f"unknown built-in portrait {source!r}; choose skimage:astronaut or skimage:chelsea"
+            )
+        from skimage import data as skimage_data
+
+        image = getattr(skimage_data, name)()
+        buffer = io.BytesIO()
+        Image.fromarray(image).save(buffer, format="PNG")
+        return buffer.getvalue(), "image/png", image
+    path = Path(source)
+    image = load_image(path)  # raises InputError for missing or unreadable files
+    data = path.read_bytes()
+    # trust the bytes, not the file name
+    with Image.open(io.BytesIO(data)) as opened:
+        media_type = MEDIA_TYPES.get(opened.format or "", "application/octet-stream")
+    return data, media_type, image

@@ -1,0 +1,69 @@
+"""Stage 5, render: the portrait speaks, its expression following the curve; frames as silent H.264."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+
+from emoflow.settings import get_settings
+from models.publish.video import encode_frames
+from models.types import ProgressFn
+from models.vision.face import load_image, prepare_portrait
+from stores.records import ArtifactRef, NewArtifact
+from tasks.artifacts import load_curve, load_speech
+from tasks.context import open_store
+from tasks.engines import engine_class
+from tasks.stage import retry_transient, run_stage
+
+
+@task(
+    name="render",
+    tags=["render"],
+    retries=get_settings().task_retries,
+    retry_condition_fn=retry_transient,
+    cache_policy=NO_CACHE,
+)
+def render_face(
+    run_id: str, speech: ArtifactRef, word_timings: ArtifactRef, curve: ArtifactRef
+) -> dict[str, ArtifactRef]:
+    store = open_store()
+    job = store.run(run_id).job
+    options = job.options
+    params = {k: options[k] for k in ("size", "fps", "seed", "head_motion", "face_index")}
+    renderer_class = engine_class("renderer", options["renderer"])
+    renderer = renderer_class(
+        size=params["size"], fps=params["fps"], seed=params["seed"], head_motion=params["head_motion"]
+    )
+    portrait = store.artifact(job.portrait_sha256, kind="portrait")
+
+    def compute(workdir: Path, progress: ProgressFn) -> list[NewArtifact]:
+        face = prepare_portrait(
+            load_image(store.blob_path(portrait.sha256)), params["size"], params["face_index"]
+        )
+        loaded = load_speech(store, speech, word_timings)
+        total = renderer.frame_count(loaded.duration)
+        frames = renderer.render(face, loaded, load_curve(store, curve))
+        path = workdir / "frames.mp4"
+        count = encode_frames(frames, path, params["fps"], params["size"], total, progress)
+        return [
+            NewArtifact(
+                name="frames",
+                kind="frames",
+                media_type="video/mp4",
+                path=path,
+                metadata={"frames": count, "fps": params["fps"], "size": params["size"]},
+            )
+        ]
+
+    return run_stage(
+        store,
+        run_id=run_id,
+        stage="render",
+        engine=renderer.name,
+        engine_version=renderer.version,
+        params=params,
+        inputs={"portrait": portrait, "speech": speech, "word_timings": word_timings, "curve": curve},
+        compute=compute,
+    )

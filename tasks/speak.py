@@ -1,0 +1,47 @@
+"""Stage 2, speak: emotional TTS of the plan, with the engine's own word (and phoneme) timings."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+
+from emoflow.settings import get_settings
+from models.types import ProgressFn
+from stores.records import ArtifactRef, NewArtifact
+from tasks.artifacts import json_artifact, load_plan, speech_artifact
+from tasks.context import open_store
+from tasks.engines import get_engine
+from tasks.stage import retry_transient, run_stage
+
+
+@task(
+    name="speak",
+    retries=get_settings().task_retries,
+    retry_condition_fn=retry_transient,
+    cache_policy=NO_CACHE,
+)
+def speak(run_id: str, plan: ArtifactRef) -> dict[str, ArtifactRef]:
+    store = open_store()
+    engine = get_engine("tts_engine", store.run(run_id).job.options["tts_engine"])
+
+    def compute(_workdir: Path, progress: ProgressFn) -> list[NewArtifact]:
+        speech = engine.synthesize(load_plan(store, plan), progress=progress)
+        return [
+            speech_artifact(speech, engine=engine.name),
+            json_artifact(
+                "timings", "engine-timings", speech.timings.to_dict(), words=len(speech.timings.words)
+            ),
+        ]
+
+    return run_stage(
+        store,
+        run_id=run_id,
+        stage="speak",
+        engine=engine.name,
+        engine_version=engine.version,
+        params={},
+        inputs={"plan": plan},
+        compute=compute,
+    )
