@@ -7,7 +7,11 @@ a MediaPipe graph must not process two images at once.
 
 from __future__ import annotations
 
+import contextlib
+import os
+import sys
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -76,7 +80,8 @@ class _MediaPipe:
         with cls._lock:
             if cls._graphs is None:
                 cls._graphs = cls._build()
-            return cls._graphs[name].process(np.ascontiguousarray(rgb))
+            with _native_stderr_silenced():
+                return cls._graphs[name].process(np.ascontiguousarray(rgb))
 
     @staticmethod
     def _build() -> dict[str, Any]:
@@ -86,17 +91,37 @@ class _MediaPipe:
             raise EngineError(
                 "mediapipe is not installed; install it with `pip install --no-deps mediapipe==0.10.21`"
             ) from exc
-        return {
-            "full_range": face_detection.FaceDetection(
-                model_selection=1, min_detection_confidence=_FULL_RANGE_MIN_SCORE
-            ),
-            "short_range": face_detection.FaceDetection(
-                model_selection=0, min_detection_confidence=_SHORT_RANGE_MIN_SCORE
-            ),
-            "mesh": face_mesh.FaceMesh(
-                static_image_mode=True, max_num_faces=4, refine_landmarks=False, min_detection_confidence=0.5
-            ),
-        }
+        with _native_stderr_silenced():
+            return _build_graphs(face_detection, face_mesh)
+
+
+def _build_graphs(face_detection: Any, face_mesh: Any) -> dict[str, Any]:
+    return {
+        "full_range": face_detection.FaceDetection(
+            model_selection=1, min_detection_confidence=_FULL_RANGE_MIN_SCORE
+        ),
+        "short_range": face_detection.FaceDetection(
+            model_selection=0, min_detection_confidence=_SHORT_RANGE_MIN_SCORE
+        ),
+        "mesh": face_mesh.FaceMesh(
+            static_image_mode=True, max_num_faces=4, refine_landmarks=False, min_detection_confidence=0.5
+        ),
+    }
+
+
+@contextlib.contextmanager
+def _native_stderr_silenced() -> Iterator[None]:
+    """MediaPipe's C++ side logs diagnostics (XNNPACK, projection warnings) straight to fd 2, which would
+    break the CLI's one-line errors and progress display; its real failures still raise in Python."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "wb") as devnull:
+            os.dup2(devnull.fileno(), 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
 
 
 def load_image(path: str | Path) -> np.ndarray:

@@ -14,6 +14,8 @@ from pathlib import Path
 import imageio_ffmpeg
 import numpy as np
 import pytest
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
 from typer.testing import CliRunner
 
 from emoflow.cli import app
@@ -74,6 +76,15 @@ def test_narrate_publishes_a_talking_video_and_a_rerun_computes_nothing(
 
     # the mouth moves with the speech: mouth-region change tracks speech energy
     assert mouth_energy_correlation(store.blob_path(outputs["render"]["frames"].sha256), samples, rate) > 0.3
+
+    # publish left a Prefect markdown summary with every stage and its artifact hashes
+    key = f"narration-{result.run_id[:8]}"
+    with get_client(sync_client=True) as client:
+        (summary,) = client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[key])))
+    assert summary.type == "markdown"
+    for step in record.steps:
+        assert f"| {step.stage} |" in summary.data
+        assert all(ref.sha256[:12] in summary.data for ref in step.outputs.values())
 
     # an identical re-run, and an identical new job, recompute nothing
     again = narrate(job_id)
