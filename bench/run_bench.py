@@ -55,7 +55,7 @@ class StageTimer:
 
 def narrate_timed(spec: Any) -> dict[str, Any]:
     from emoflow.settings import get_settings
-    from flows.narrate import narrate
+    from flows.narrate import narrate_here
     from tasks.context import open_store
     from tasks.intake import submit_job
     from tasks.progress import listening
@@ -65,7 +65,7 @@ def narrate_timed(spec: Any) -> dict[str, Any]:
     job_id = submit_job(spec, get_settings(), open_store())
     submitted = time.perf_counter()
     with listening(timer):
-        result = narrate(job_id)
+        result = narrate_here(job_id)
     wall = time.perf_counter() - submitted
     record = open_store().run(result.run_id)
     speak = next(s for s in record.steps if s.stage == "speak")

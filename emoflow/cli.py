@@ -86,7 +86,7 @@ def narrate(
     }
     try:
         spec = load_job_file(job_file, overrides)
-        from flows.narrate import narrate as narrate_flow
+        from flows.narrate import narrate_here
         from tasks.context import open_store
         from tasks.intake import submit_job
         from tasks.progress import listening
@@ -94,7 +94,7 @@ def narrate(
         job_id = submit_job(spec, get_settings(), open_store())
         console.print(f"job [bold]{spec.name}[/bold] submitted as {job_id}")
         with StageProgress(console) as display, listening(display):
-            result = narrate_flow(job_id)
+            result = narrate_here(job_id)
     except (EmoflowError, OSError) as exc:
         _fail(exc)
         return

@@ -225,20 +225,19 @@ class ArtifactStore:
                 select(Step).where(Step.run_id == run_id, Step.stage == stage, Step.status != "succeeded")
             ).first()
             if step is None:
-                step = Step(
+                step = self._new_step(
+                    session,
                     run_id=run_id,
                     stage=stage,
                     engine=engine,
                     engine_version=engine_version,
-                    params=dict(params),
+                    params=params,
                     cache_key=cache_key,
+                    inputs=inputs,
                     status="running",
                     cache_hit=False,
                     attempts=1,
                 )
-                session.add(step)
-                session.flush()
-                self._link(session, step, inputs, "input")
             else:
                 step.status, step.error, step.attempts = "running", None, step.attempts + 1
                 step.started_at = utcnow()
@@ -313,13 +312,15 @@ class ArtifactStore:
     ) -> int:
         with self._session() as session:
             now = utcnow()
-            step = Step(
+            step = self._new_step(
+                session,
                 run_id=run_id,
                 stage=stage,
                 engine=engine,
                 engine_version=engine_version,
-                params=dict(params),
+                params=params,
                 cache_key=cache_key,
+                inputs=inputs,
                 status="cached",
                 cache_hit=True,
                 attempts=0,
@@ -327,9 +328,6 @@ class ArtifactStore:
                 finished_at=now,
                 seconds=0.0,
             )
-            session.add(step)
-            session.flush()
-            self._link(session, step, inputs, "input")
             self._link(session, step, outputs, "output")
             run = session.get(Run, run_id)
             self._audit(
@@ -404,6 +402,20 @@ class ArtifactStore:
             row = session.scalars(query).one()
         return row
 
+    def _new_step(
+        self,
+        session: Session,
+        *,
+        params: Mapping[str, Any],
+        inputs: Mapping[str, ArtifactRef],
+        **columns: Any,
+    ) -> Step:
+        step = Step(params=dict(params), **columns)
+        session.add(step)
+        session.flush()  # assigns step.id for the lineage rows
+        self._link(session, step, inputs, "input")
+        return step
+
     def _link(self, session: Session, step: Step, refs: Mapping[str, ArtifactRef], role: str) -> None:
         for name, ref in refs.items():
             artifact = session.scalars(
@@ -432,6 +444,16 @@ class ArtifactStore:
                 details=dict(details or {}),
             )
         )
+
+    # -- added for the inspector ---------------------------------------------------------------
+
+    def job_runs(self, job_id: str) -> list[RunRecord]:
+        """Every run of one job, oldest first (a job is re-run by retries and curve edits)."""
+        with self._session() as session:
+            ids = session.scalars(
+                select(Run.id).where(Run.job_id == job_id).order_by(Run.started_at, Run.id)
+            ).all()
+            return [_run(session, self._load_run(session, run_id)) for run_id in ids]
 
 
 def _aware(moment: datetime) -> datetime:

@@ -48,31 +48,23 @@ def run_stage(
     logger = _logger()
     key = step_cache_key(stage, engine, engine_version, params, {k: v.sha256 for k, v in inputs.items()})
     emit("stage_started", stage)
+    step = {
+        "run_id": run_id,
+        "stage": stage,
+        "engine": engine,
+        "engine_version": engine_version,
+        "params": params,
+        "cache_key": key,
+        "inputs": inputs,
+    }
     cached = store.cached_outputs(key)
     if cached is not None:
-        store.record_cache_hit(
-            run_id=run_id,
-            stage=stage,
-            engine=engine,
-            engine_version=engine_version,
-            params=params,
-            cache_key=key,
-            inputs=inputs,
-            outputs=cached,
-        )
+        store.record_cache_hit(**step, outputs=cached)
         logger.info("%s: reused outputs of cache key %s", stage, key[:12])
         emit("stage_finished", stage, True, 0.0)
         return cached
 
-    step_id = store.begin_step(
-        run_id=run_id,
-        stage=stage,
-        engine=engine,
-        engine_version=engine_version,
-        params=params,
-        cache_key=key,
-        inputs=inputs,
-    )
+    step_id = store.begin_step(**step)
     workdir = Path(tempfile.mkdtemp(prefix=f"emoflow-{stage}-"))
     try:
         started = time.perf_counter()
