@@ -107,6 +107,83 @@ def narrate(
     console.print(f"video: [bold]{result.published['video.mp4']}[/bold]")
 
 
+@app.command()
+def submit(
+    job_file: Annotated[Path, typer.Argument(help="YAML job file.")],
+) -> None:
+    """Queue a job for the next `emoflow batch --queue` drain (or the scheduled deployment)."""
+    from emoflow.jobs import load_job_file
+
+    try:
+        spec = load_job_file(job_file)
+        from tasks.context import open_store
+        from tasks.intake import submit_job
+
+        job_id = submit_job(spec, get_settings(), open_store(), queued=True)
+    except (EmoflowError, OSError) as exc:
+        _fail(exc)
+        return
+    console.print(f"job [bold]{spec.name}[/bold] queued as {job_id}")
+
+
+@app.command()
+def batch(
+    manifest: Annotated[
+        Path | None, typer.Argument(help="CSV or YAML manifest, or a folder of job files.")
+    ] = None,
+    queue: Annotated[bool, typer.Option("--queue", help="Drain the store's pending jobs instead.")] = False,
+    workers: Annotated[int, typer.Option(min=1, max=32, help="Jobs narrated at once.")] = 2,
+    limit: Annotated[int | None, typer.Option(help="With --queue: claim at most this many jobs.")] = None,
+) -> None:
+    """Narrate many jobs; one failure never stops the others. Exit 1 if any job failed."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    if (manifest is None) == (not queue):
+        _fail(EmoflowError("give a MANIFEST or --queue, not both or neither"))
+        return
+    try:
+        from emoflow.manifest import load_manifest
+        from flows.batch import drain_queue, run_manifest
+        from tasks.progress import listening
+
+        rows = load_manifest(manifest) if manifest is not None else None
+        columns = (TextColumn("jobs"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+        with Progress(*columns, console=console) as progress:
+            bar = progress.add_task("jobs", total=len(rows) if rows is not None else None)
+            watcher = _JobWatcher(lambda: progress.advance(bar))
+            with listening(watcher):
+                if rows is not None:
+                    outcomes = run_manifest(rows, workers=workers)
+                else:
+                    outcomes = drain_queue(limit, workers=workers)
+    except (EmoflowError, OSError) as exc:
+        _fail(exc)
+        return
+    table = Table("row", "where", "status", "run", "computed", "video / error")
+    for o in outcomes:
+        status = {"succeeded": "[green]succeeded", "failed": "[red]failed", "rejected": "[red]rejected"}[
+            o.status
+        ]
+        detail = Text(o.video or o.error or "", style="red" if o.error else "")
+        computed = "" if o.computed_steps is None else str(o.computed_steps)
+        table.add_row(o.row_id, o.where, status, (o.run_id or "")[:8], computed, detail)
+    console.print(table)
+    succeeded = sum(o.status == "succeeded" for o in outcomes)
+    console.print(f"{succeeded} of {len(outcomes)} jobs narrated")
+    if succeeded != len(outcomes):
+        raise typer.Exit(code=1)
+
+
+class _JobWatcher:
+    """Advances the batch progress bar as jobs finish (a tasks.progress listener)."""
+
+    def __init__(self, advance: Any) -> None:
+        self._advance = advance
+
+    def job_finished(self, _outcome: object) -> None:
+        self._advance()
+
+
 def _step_rows(record: Any) -> list[dict[str, Any]]:
     return [
         {

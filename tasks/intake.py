@@ -21,8 +21,11 @@ BUILTIN_PORTRAITS = ("astronaut", "chelsea")
 MEDIA_TYPES = {"PNG": "image/png", "JPEG": "image/jpeg", "WEBP": "image/webp", "BMP": "image/bmp"}
 
 
-def submit_job(spec: JobSpec, settings: Settings, store: ArtifactStore) -> str:
-    """Returns the job id. Bad input raises InputError and leaves only a `job.reject` audit event."""
+def submit_job(spec: JobSpec, settings: Settings, store: ArtifactStore, queued: bool = False) -> str:
+    """Returns the job id. Bad input raises InputError and leaves only a `job.reject` audit event.
+
+    A `queued` job waits for a drain (`emoflow batch --queue`); otherwise the caller runs it.
+    """
     actor = spec.submitter_name()
     try:
         options = spec.options(settings)
@@ -53,6 +56,7 @@ def submit_job(spec: JobSpec, settings: Settings, store: ArtifactStore) -> str:
         description=spec.description,
         portrait=portrait,
         options=options,
+        queued=queued,
     )
 
 

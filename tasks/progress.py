@@ -34,4 +34,6 @@ def emit(event: str, *args: object) -> None:
     with _lock:
         listeners = list(_listeners)
     for listener in listeners:
-        getattr(listener, event)(*args)
+        handler = getattr(listener, event, None)  # listeners follow only the events they care about
+        if handler is not None:
+            handler(*args)

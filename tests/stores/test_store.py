@@ -169,3 +169,27 @@ def test_export_to_unwritable_place_is_an_input_error(store: ArtifactStore, tmp_
     blocker.write_text("not a directory")
     with pytest.raises(InputError, match="cannot write"):
         store.export(ref.sha256, blocker / "curve.json")
+
+
+def test_overlapping_drains_claim_each_pending_job_once(store: ArtifactStore) -> None:
+    portrait = store.put_artifact(NewArtifact("portrait", "portrait", "image/png", data=b"png"))
+    queued = [
+        store.submit_job(
+            name=f"q{i}",
+            submitter="s",
+            script="Hi.",
+            description="",
+            portrait=portrait,
+            options={},
+            queued=True,
+        )
+        for i in range(12)
+    ]
+    store.submit_job(name="now", submitter="s", script="Hi.", description="", portrait=portrait, options={})
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        claims = list(pool.map(lambda n: store.claim_pending_jobs(f"drain{n}"), range(4)))
+    claimed = [job_id for claim in claims for job_id in claim]
+    assert sorted(claimed) == sorted(queued)  # every queued job once; the run-now job never
+    assert store.claim_pending_jobs("late") == []
+    assert sum(e.action == "job.claim" for e in store.audit_events()) == 12

@@ -1,0 +1,72 @@
+"""Batches: one failed or malformed job never stops the others; a re-run reuses everything."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from emoflow.cli import app
+from emoflow.jobs import parse_job
+from emoflow.manifest import load_manifest
+from emoflow.settings import get_settings
+from flows.batch import drain_queue, run_manifest
+from tasks.context import open_store
+from tasks.intake import submit_job
+
+ROW = "{id},{script},skimage:astronaut,espeak,128,out/{id}\n"
+
+
+def test_manifest_batch_isolates_failures_and_reruns_from_the_store(
+    prefect_api: str, emoflow_home: Path, tmp_path: Path
+) -> None:
+    manifest = tmp_path / "jobs.csv"
+    manifest.write_text(
+        "id,script,portrait,tts_engine,size,output_dir\n"
+        + ROW.format(id="calm", script="Good morning.")
+        + ROW.format(id="grumpy", script="[grumpy] Hello.")
+        + "lost,Where is my face?,missing.png,espeak,128,out/lost\n"
+        + ROW.format(id="angry", script="[angry] Never again!"),
+        encoding="utf-8",
+    )
+    outcomes = run_manifest(load_manifest(manifest), workers=2)
+    assert [(o.row_id, o.status) for o in outcomes] == [
+        ("calm", "succeeded"),
+        ("grumpy", "failed"),
+        ("lost", "rejected"),
+        ("angry", "succeeded"),
+    ]
+    assert "unknown emotion" in (outcomes[1].error or "")
+    assert outcomes[2].where == "jobs.csv:4" and "missing.png" in (outcomes[2].error or "")
+    assert all(Path(o.video).is_file() for o in outcomes if o.status == "succeeded")
+
+    again = run_manifest(load_manifest(manifest), workers=2)
+    assert [o.computed_steps for o in again if o.status == "succeeded"] == [0, 0]
+
+
+def test_queued_jobs_are_drained_once(prefect_api: str, emoflow_home: Path, tmp_path: Path) -> None:
+    spec = parse_job(
+        {"script": "Queued hello.", "portrait": "skimage:astronaut", "tts_engine": "espeak", "size": 128},
+        tmp_path,
+    )
+    store = open_store()
+    job_id = submit_job(spec, get_settings(), store, queued=True)
+    assert store.job(job_id).status == "pending"
+    (outcome,) = drain_queue()
+    assert outcome.status == "succeeded" and outcome.job_id == job_id
+    assert drain_queue() == []  # nothing left to claim
+
+
+def test_batch_cli_reports_every_row_and_exits_nonzero_on_failure(
+    prefect_api: str, emoflow_home: Path, tmp_path: Path
+) -> None:
+    manifest = tmp_path / "jobs.yaml"
+    manifest.write_text(
+        "- {id: ok, script: Hi there., portrait: skimage:astronaut, tts_engine: espeak, size: 128}\n"
+        "- {id: cat, script: Meow., portrait: 'skimage:chelsea', tts_engine: espeak, size: 128}\n",
+        encoding="utf-8",
+    )
+    result = CliRunner().invoke(app, ["batch", str(manifest)])
+    assert result.exit_code == 1
+    assert "1 of 2 jobs narrated" in result.stdout
+    assert "no human face" in result.stdout
