@@ -19,23 +19,45 @@ os.environ["PREFECT_LOGGING_LEVEL"] = "WARNING"
 os.environ["HF_HUB_OFFLINE"] = "1"
 
 
-@pytest.fixture
-def emoflow_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+# CI starts a throwaway PostgreSQL (.ci/postgres.sh); then store and flow tests run on both databases.
+POSTGRES_URL = os.environ.get("EMOFLOW_TEST_POSTGRES_URL")
+BACKENDS = ["sqlite", "postgresql"] if POSTGRES_URL else ["sqlite"]
+
+
+def database_url(backend: str, tmp_path: Path) -> str:
+    if backend == "sqlite":
+        return f"sqlite:///{tmp_path / 'home' / 'emoflow.db'}"
+    from sqlalchemy import create_engine, text
+
+    assert POSTGRES_URL
+    engine = create_engine(POSTGRES_URL)
+    with engine.begin() as connection:  # an empty database for every test
+        connection.execute(text("DROP SCHEMA public CASCADE"))
+        connection.execute(text("CREATE SCHEMA public"))
+    engine.dispose()
+    return POSTGRES_URL
+
+
+@pytest.fixture(params=BACKENDS)
+def emoflow_home(
+    request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Path]:
     """A fresh store and output folder, wired through EMOFLOW_* settings."""
     from tasks.context import reset_stores
 
     home = tmp_path / "home"
     monkeypatch.setenv("EMOFLOW_HOME", str(home))
+    monkeypatch.setenv("EMOFLOW_DATABASE_URL", database_url(request.param, tmp_path))
     monkeypatch.setenv("EMOFLOW_OUTPUT_DIR", str(tmp_path / "outputs"))
     reset_stores()
     yield home
     reset_stores()
 
 
-@pytest.fixture
-def store(tmp_path: Path) -> Iterator[object]:
+@pytest.fixture(params=BACKENDS)
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[object]:
     from stores.store import ArtifactStore
 
-    opened = ArtifactStore(f"sqlite:///{tmp_path / 'store.db'}", tmp_path / "blobs")
+    opened = ArtifactStore(database_url(request.param, tmp_path), tmp_path / "blobs")
     yield opened
     opened.close()

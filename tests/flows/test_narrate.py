@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
@@ -16,6 +15,8 @@ import numpy as np
 import pytest
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+from sqlalchemy import create_engine, text
+from sqlalchemy.exc import OperationalError, ProgrammingError
 from typer.testing import CliRunner
 
 from emoflow.cli import app
@@ -146,7 +147,7 @@ def test_killed_during_render_a_rerun_recomputes_only_render_and_publish(
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
     )
-    database = emoflow_home / "emoflow.db"
+    database = get_settings().resolved_database_url
     deadline = time.monotonic() + 240
     try:
         while time.monotonic() < deadline and process.poll() is None:
@@ -169,13 +170,15 @@ def test_killed_during_render_a_rerun_recomputes_only_render_and_publish(
     assert Path(result.published["video.mp4"]).stat().st_size > 0
 
 
-def render_status(database: Path) -> str | None:
-    if not database.exists():
-        return None
+def render_status(database_url: str) -> str | None:
+    """The newest render step's status, read over a connection of its own (SQLite or PostgreSQL)."""
+    engine = create_engine(database_url)
     try:
-        with sqlite3.connect(database, timeout=5) as connection:
+        with engine.connect() as connection:
             query = "SELECT status FROM steps WHERE stage = 'render' ORDER BY id DESC"
-            row = connection.execute(query).fetchone()
-    except sqlite3.OperationalError:  # schema not migrated yet, or the writer holds a lock: poll again
+            row = connection.execute(text(query)).first()
+    except (OperationalError, ProgrammingError):  # schema not migrated yet, or the writer holds a lock
         return None
+    finally:
+        engine.dispose()
     return row[0] if row else None
