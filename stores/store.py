@@ -12,13 +12,13 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError as SAIntegrityError
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, selectinload, sessionmaker
 
 from emoflow.errors import InputError, StoreError
-from stores.blobs import BlobStore
+from stores.blobs import open_blob_store
 from stores.db import make_engine, upgrade
 from stores.records import ArtifactRef, AuditRecord, JobRecord, NewArtifact, RunRecord, StepRecord
 from stores.schema import Artifact, AuditEvent, Job, Lineage, Run, Step, utcnow
@@ -30,7 +30,7 @@ class ArtifactStore:
     def __init__(self, database_url: str, blob_root: str | Path) -> None:
         self.engine = make_engine(database_url)
         upgrade(self.engine)
-        self.blobs = BlobStore(blob_root)
+        self.blobs = open_blob_store(blob_root)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
 
     @classmethod
@@ -117,7 +117,9 @@ class ArtifactStore:
         description: str,
         portrait: ArtifactRef,
         options: Mapping[str, Any],
+        queued: bool = False,
     ) -> str:
+        """Record a job: `queued` ones wait as "pending" for a drain, others are claimed by the caller."""
         job_id = str(uuid.uuid4())
         with self._session() as session:
             session.add(
@@ -129,7 +131,7 @@ class ArtifactStore:
                     description=description,
                     portrait_sha256=portrait.sha256,
                     options=dict(options),
-                    status="pending",
+                    status="pending" if queued else "claimed",
                 )
             )
             self._audit(session, "job.submit", submitter, job_id=job_id, details={"name": name})
@@ -141,6 +143,23 @@ class ArtifactStore:
             if row is None:
                 raise StoreError(f"no job {job_id}")
             return _job(row)
+
+    def claim_pending_jobs(self, claimer: str, limit: int | None = None) -> list[str]:
+        """Oldest pending jobs, each moved to "claimed" by a compare-and-set: overlapping drains never
+        get the same job, on SQLite and PostgreSQL alike."""
+        with self._session() as session:
+            query = select(Job.id).where(Job.status == "pending").order_by(Job.submitted_at, Job.id)
+            candidates = session.scalars(query.limit(limit)).all()
+        claimed = []
+        for job_id in candidates:
+            with self._session() as session:
+                result = session.execute(
+                    update(Job).where(Job.id == job_id, Job.status == "pending").values(status="claimed")
+                )
+                if result.rowcount == 1:
+                    self._audit(session, "job.claim", claimer, job_id=job_id)
+                    claimed.append(job_id)
+        return claimed
 
     def start_run(self, job_id: str, prefect_flow_run_id: str | None, actor: str = SYSTEM_ACTOR) -> str:
         run_id = str(uuid.uuid4())
@@ -391,7 +410,7 @@ class ArtifactStore:
             sha256=sha256,
             kind=new.kind,
             media_type=new.media_type,
-            size=self.blobs.path_for(sha256).stat().st_size,
+            size=self.blobs.size(sha256),
             uri=self.blobs.uri_for(sha256),
             meta=dict(new.metadata),
         )
@@ -454,6 +473,24 @@ class ArtifactStore:
                 select(Run.id).where(Run.job_id == job_id).order_by(Run.started_at, Run.id)
             ).all()
             return [_run(session, self._load_run(session, run_id)) for run_id in ids]
+
+    def job_audit_events(self, job_id: str, limit: int = 2000) -> list[AuditRecord]:
+        """A job's events (submission, every run's steps, edits), oldest first."""
+        with self._session() as session:
+            query = select(AuditEvent).where(AuditEvent.job_id == job_id).order_by(AuditEvent.id)
+            return [
+                AuditRecord(
+                    id=r.id,
+                    at=r.at,
+                    actor=r.actor,
+                    action=r.action,
+                    job_id=r.job_id,
+                    run_id=r.run_id,
+                    step_id=r.step_id,
+                    details=dict(r.details),
+                )
+                for r in session.scalars(query.limit(limit))
+            ]
 
 
 def _aware(moment: datetime) -> datetime:

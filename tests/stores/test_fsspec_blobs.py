@@ -1,0 +1,67 @@
+"""Blobs under fsspec URLs: the same guarantees as the local store (memory:// and file:// here)."""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from pathlib import Path
+
+import pytest
+
+from emoflow.errors import IntegrityError, StoreError
+from stores.blobs import BlobStore, FsspecBlobStore, open_blob_store
+
+
+@pytest.fixture(params=["memory", "file"])
+def blobs(request: pytest.FixtureRequest, tmp_path: Path) -> FsspecBlobStore:
+    url = (
+        f"memory://emoflow-{uuid.uuid4().hex}/blobs"
+        if request.param == "memory"
+        else f"file://{tmp_path}/remote"
+    )
+    return FsspecBlobStore(url, cache_dir=tmp_path / "cache")
+
+
+def test_put_read_and_deduplicate(blobs: FsspecBlobStore, tmp_path: Path) -> None:
+    sha = blobs.put_bytes(b"speech bytes")
+    assert sha == hashlib.sha256(b"speech bytes").hexdigest()
+    assert blobs.put_bytes(b"speech bytes") == sha and list(blobs.iter_shas()) == [sha]
+    assert blobs.read_bytes(sha) == b"speech bytes" and blobs.size(sha) == 12
+    source = tmp_path / "frames.mp4"
+    source.write_bytes(b"\x00" * 100_000)
+    big = blobs.put_file(source)
+    assert blobs.verified_path(big).read_bytes() == source.read_bytes()
+    assert blobs.uri_for(sha).endswith(sha) and "://" in blobs.uri_for(sha)
+
+
+def test_tampering_is_detected_remotely_and_in_the_local_copy(blobs: FsspecBlobStore) -> None:
+    sha = blobs.put_bytes(b"original")
+    local = blobs.verified_path(sha)
+    local.write_bytes(b"tampered copy")
+    assert blobs.verified_path(sha).read_bytes() == b"original"  # a bad cached copy is fetched again
+    blobs.fs.pipe_file(blobs.path_for(sha), b"tampered!")
+    with pytest.raises(IntegrityError, match=sha):
+        blobs.read_bytes(sha)
+
+
+def test_failed_upload_leaves_no_object(blobs: FsspecBlobStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    def refused(*_args: object, **_kwargs: object) -> None:
+        raise PermissionError(13, "Access Denied")
+
+    monkeypatch.setattr(blobs.fs, "put_file", refused)
+    with pytest.raises(StoreError, match="could not upload"):
+        blobs.put_bytes(b"never stored")
+    assert not blobs.exists(hashlib.sha256(b"never stored").hexdigest())
+
+
+def test_missing_blob(blobs: FsspecBlobStore) -> None:
+    with pytest.raises(StoreError, match="missing"):
+        blobs.read_bytes("0" * 64)
+
+
+def test_urls_choose_the_store(tmp_path: Path) -> None:
+    assert isinstance(open_blob_store(tmp_path / "a"), BlobStore)
+    assert isinstance(open_blob_store(f"file://{tmp_path}/b"), BlobStore)
+    assert isinstance(open_blob_store(f"memory://x-{uuid.uuid4().hex}"), FsspecBlobStore)
+    with pytest.raises(StoreError, match="cannot open blob store"):
+        open_blob_store("nosuchprotocol://bucket/blobs")
