@@ -174,6 +174,27 @@ def batch(
         raise typer.Exit(code=1)
 
 
+@app.command()
+def schedule(
+    cron: Annotated[str, typer.Option(help="When to drain the queue (cron, UTC).")] = "0 2 * * *",
+    name: Annotated[str, typer.Option(help="Deployment name.")] = "nightly-drain",
+    limit: Annotated[int | None, typer.Option(help="Claim at most this many jobs per run.")] = None,
+) -> None:
+    """Serve the queue-draining deployment on a cron schedule until interrupted (needs PREFECT_API_URL)."""
+    if not os.environ.get("PREFECT_API_URL"):
+        _fail(
+            EmoflowError(
+                "schedules need a running Prefect server: start `prefect server start`, then "
+                "set PREFECT_API_URL (e.g. http://127.0.0.1:4200/api)"
+            )
+        )
+        return
+    from flows.schedule import serve_drain
+
+    console.print(f"serving deployment drain-queue/{name} on {cron!r}; Ctrl-C stops")
+    serve_drain(name=name, cron=cron, limit=limit)
+
+
 class _JobWatcher:
     """Advances the batch progress bar as jobs finish (a tasks.progress listener)."""
 
