@@ -132,7 +132,8 @@ def batch(
         Path | None, typer.Argument(help="CSV or YAML manifest, or a folder of job files.")
     ] = None,
     queue: Annotated[bool, typer.Option("--queue", help="Drain the store's pending jobs instead.")] = False,
-    workers: Annotated[int, typer.Option(min=1, max=32, help="Jobs narrated at once.")] = 2,
+    workers: Annotated[int | None, typer.Option(min=1, max=64, help="Jobs narrated at once.")] = None,
+    runner: Annotated[str | None, typer.Option(help="threads (default) or dask.")] = None,
     limit: Annotated[int | None, typer.Option(help="With --queue: claim at most this many jobs.")] = None,
 ) -> None:
     """Narrate many jobs; one failure never stops the others. Exit 1 if any job failed."""
@@ -143,7 +144,7 @@ def batch(
         return
     try:
         from emoflow.manifest import load_manifest
-        from flows.batch import drain_queue, run_manifest
+        from flows.batch import drain_queue, make_task_runner, run_manifest
         from tasks.progress import listening
 
         rows = load_manifest(manifest) if manifest is not None else None
@@ -152,10 +153,13 @@ def batch(
             bar = progress.add_task("jobs", total=len(rows) if rows is not None else None)
             watcher = _JobWatcher(lambda: progress.advance(bar))
             with listening(watcher):
+                settings = get_settings()
+                count = workers or settings.workers
+                task_runner = make_task_runner(runner or settings.task_runner, count)
                 if rows is not None:
-                    outcomes = run_manifest(rows, workers=workers)
+                    outcomes = run_manifest(rows, workers=count, task_runner=task_runner)
                 else:
-                    outcomes = drain_queue(limit, workers=workers)
+                    outcomes = drain_queue(limit, workers=count, task_runner=task_runner)
     except (EmoflowError, OSError) as exc:
         _fail(exc)
         return

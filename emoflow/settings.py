@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -27,6 +28,10 @@ class Settings(BaseSettings):
     size: int = Field(default=512, ge=64, le=2048)
     seed: int = 0
     task_retries: int = Field(default=2, ge=0, le=10)
+    task_runner: Literal["threads", "dask"] = Field(
+        default="threads", description="How batches run jobs at once: a thread pool or a local Dask cluster"
+    )
+    workers: int = Field(default=2, ge=1, le=64, description="Jobs a batch narrates at once")
 
     @property
     def home_dir(self) -> Path:

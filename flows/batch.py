@@ -8,6 +8,7 @@ still goes through the store, so re-running a manifest reuses every finished ste
 from __future__ import annotations
 
 import getpass
+import os
 import socket
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -18,7 +19,7 @@ from prefect.cache_policies import NO_CACHE
 from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
 from prefect.task_runners import ThreadPoolTaskRunner
 
-from emoflow.errors import EmoflowError
+from emoflow.errors import EmoflowError, InputError
 from emoflow.manifest import ManifestRow
 from emoflow.settings import get_settings
 from flows.narrate import narrate
@@ -69,7 +70,9 @@ def narrate_jobs(jobs: list[tuple[str, str, str]]) -> list[JobOutcome]:
     return outcomes
 
 
-def run_manifest(rows: list[ManifestRow], workers: int = 2, task_runner: Any = None) -> list[JobOutcome]:
+def run_manifest(
+    rows: list[ManifestRow], workers: int | None = None, task_runner: Any = None
+) -> list[JobOutcome]:
     """Submit every valid row, narrate them concurrently; bad rows come back as "rejected"."""
     settings, store = get_settings(), open_store()
     outcomes: dict[int, JobOutcome] = {}
@@ -89,7 +92,9 @@ def run_manifest(rows: list[ManifestRow], workers: int = 2, task_runner: Any = N
     return [outcomes[position] for position in range(len(rows))]
 
 
-def drain_queue(limit: int | None = None, workers: int = 2, task_runner: Any = None) -> list[JobOutcome]:
+def drain_queue(
+    limit: int | None = None, workers: int | None = None, task_runner: Any = None
+) -> list[JobOutcome]:
     """Claim pending jobs (safe when drains overlap) and narrate them."""
     claimer = f"drain@{socket.gethostname()}:{getpass.getuser()}"
     job_ids = open_store().claim_pending_jobs(claimer, limit)
@@ -102,10 +107,28 @@ def drain_queue_flow(limit: int | None = None) -> int:
     return sum(outcome.status == "succeeded" for outcome in drain_queue(limit))
 
 
-def _narrate(jobs: list[tuple[str, str, str]], workers: int, task_runner: Any) -> list[JobOutcome]:
+def make_task_runner(kind: str, workers: int) -> Any:
+    """Threads share one process (engines load once); Dask runs jobs in worker processes, which
+    needs a running Prefect server (PREFECT_API_URL), since each process would otherwise start its own."""
+    if kind == "threads":
+        return ThreadPoolTaskRunner(max_workers=workers)
+    if kind == "dask":
+        if not os.environ.get("PREFECT_API_URL"):
+            raise InputError("the dask task runner needs a running Prefect server: set PREFECT_API_URL")
+        from prefect_dask import DaskTaskRunner
+
+        return DaskTaskRunner(
+            cluster_class="distributed.LocalCluster",
+            cluster_kwargs={"n_workers": workers, "threads_per_worker": 1, "processes": True},
+        )
+    raise InputError(f"unknown task runner {kind!r}; choose threads or dask")
+
+
+def _narrate(jobs: list[tuple[str, str, str]], workers: int | None, task_runner: Any) -> list[JobOutcome]:
     if not jobs:
         return []
-    runner = task_runner or ThreadPoolTaskRunner(max_workers=workers)
+    settings = get_settings()
+    runner = task_runner or make_task_runner(settings.task_runner, workers or settings.workers)
     # heartbeats cost ~0.8 s per flow run and the store records crashes itself (see flows.narrate)
     with temporary_settings({PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
         return narrate_jobs.with_options(task_runner=runner)(jobs)

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from emoflow.cli import app
+from emoflow.errors import InputError
 from emoflow.jobs import parse_job
 from emoflow.manifest import load_manifest
 from emoflow.settings import get_settings
-from flows.batch import drain_queue, run_manifest
+from flows.batch import drain_queue, make_task_runner, run_manifest
 from tasks.context import open_store
 from tasks.intake import submit_job
 
@@ -57,6 +59,7 @@ def test_queued_jobs_are_drained_once(prefect_api: str, emoflow_home: Path, tmp_
     assert drain_queue() == []  # nothing left to claim
 
 
+@pytest.mark.parametrize("emoflow_home", ["sqlite"], indirect=True)  # not about the database
 def test_batch_cli_reports_every_row_and_exits_nonzero_on_failure(
     prefect_api: str, emoflow_home: Path, tmp_path: Path
 ) -> None:
@@ -70,3 +73,26 @@ def test_batch_cli_reports_every_row_and_exits_nonzero_on_failure(
     assert result.exit_code == 1
     assert "1 of 2 jobs narrated" in result.stdout
     assert "no human face" in result.stdout
+
+
+@pytest.mark.parametrize("emoflow_home", ["sqlite"], indirect=True)  # not about the database
+def test_dask_runner_narrates_jobs_in_two_worker_processes(
+    prefect_api: str, emoflow_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PREFECT_API_URL", prefect_api)  # worker processes report to the same server
+    manifest = tmp_path / "jobs.csv"
+    manifest.write_text(
+        "id,script,portrait,tts_engine,size,output_dir\n"
+        + ROW.format(id="one", script="First of two.")
+        + ROW.format(id="two", script="Second of two."),
+        encoding="utf-8",
+    )
+    outcomes = run_manifest(load_manifest(manifest), task_runner=make_task_runner("dask", 2))
+    assert [o.status for o in outcomes] == ["succeeded", "succeeded"], outcomes
+    assert all(Path(o.video).is_file() for o in outcomes)
+
+
+def test_dask_runner_without_a_server_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("PREFECT_API_URL", raising=False)
+    with pytest.raises(InputError, match="PREFECT_API_URL"):
+        make_task_runner("dask", 2)

@@ -13,6 +13,7 @@ from flows.narrate import submit_and_narrate
 from tasks.context import open_store, reset_stores
 
 
+@pytest.mark.parametrize("emoflow_home", ["sqlite"], indirect=True)  # not about the database
 def test_narrate_with_blobs_in_an_object_store(
     prefect_api: str, emoflow_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

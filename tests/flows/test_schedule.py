@@ -8,6 +8,7 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 from prefect.client.orchestration import get_client
 from prefect.deployments import run_deployment
 from prefect.exceptions import ObjectNotFound
@@ -18,6 +19,7 @@ from tasks.context import open_store
 from tasks.intake import submit_job
 
 
+@pytest.mark.parametrize("emoflow_home", ["sqlite"], indirect=True)  # not about the database
 def test_served_drain_deployment_narrates_queued_jobs(
     prefect_api: str, emoflow_home: Path, tmp_path: Path
 ) -> None:
