@@ -1,24 +1,62 @@
-"""Blobs under fsspec URLs: the same guarantees as the local store (memory:// and file:// here)."""
+"""Blobs under fsspec URLs with the local store's guarantees: memory://, file://, and s3:// on a local
+S3 API server (moto)."""
 
 from __future__ import annotations
 
 import hashlib
+import socket
+import subprocess
+import sys
+import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
+import fsspec
 import pytest
 
 from emoflow.errors import IntegrityError, StoreError
 from stores.blobs import BlobStore, FsspecBlobStore, open_blob_store
 
 
-@pytest.fixture(params=["memory", "file"])
-def blobs(request: pytest.FixtureRequest, tmp_path: Path) -> FsspecBlobStore:
-    url = (
-        f"memory://emoflow-{uuid.uuid4().hex}/blobs"
-        if request.param == "memory"
-        else f"file://{tmp_path}/remote"
+@pytest.fixture(scope="module")
+def s3_endpoint() -> Iterator[str]:
+    """moto's standalone S3 server on a free loopback port: the S3 HTTP API, not a mock of our code."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = subprocess.Popen(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                break
+        except OSError:
+            time.sleep(0.2)
+    yield f"http://127.0.0.1:{port}"
+    server.terminate()
+    server.wait(timeout=10)
+
+
+@pytest.fixture(params=["memory", "file", "s3"])
+def blobs(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> FsspecBlobStore:
+    if request.param == "s3":
+        # the standard AWS variables are how users point emoflow at their object store
+        monkeypatch.setenv("AWS_ENDPOINT_URL", request.getfixturevalue("s3_endpoint"))
+        monkeypatch.setenv("AWS_ACCESS_KEY_ID", "emoflow-test")
+        monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "emoflow-test")
+        monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+        bucket = f"emoflow-{uuid.uuid4().hex[:12]}"
+        fsspec.filesystem("s3", skip_instance_cache=True).mkdir(bucket)
+        url = f"s3://{bucket}/blobs"
+    elif request.param == "memory":
+        url = f"memory://emoflow-{uuid.uuid4().hex}/blobs"
+    else:
+        url = f"file://{tmp_path}/remote"
     return FsspecBlobStore(url, cache_dir=tmp_path / "cache")
 
 
