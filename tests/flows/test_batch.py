@@ -96,3 +96,34 @@ def test_dask_runner_without_a_server_is_refused(monkeypatch: pytest.MonkeyPatch
     monkeypatch.delenv("PREFECT_API_URL", raising=False)
     with pytest.raises(InputError, match="PREFECT_API_URL"):
         make_task_runner("dask", 2)
+
+
+@pytest.mark.parametrize("emoflow_home", ["sqlite"], indirect=True)  # not about the database
+def test_render_concurrency_limit_serialises_renders(
+    prefect_api: str, emoflow_home: Path, tmp_path: Path
+) -> None:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate
+
+    manifest = tmp_path / "jobs.csv"
+    manifest.write_text(
+        "id,script,portrait,tts_engine,size,output_dir\n"
+        + ROW.format(id="first", script="One render at a time please.")
+        + ROW.format(id="second", script="The second render waits its turn."),
+        encoding="utf-8",
+    )
+    with get_client(sync_client=True) as client:
+        # what `prefect concurrency-limit create render 1` sets up: the render tag's slots
+        client.create_global_concurrency_limit(GlobalConcurrencyLimitCreate(name="tag:render", limit=1))
+        try:
+            outcomes = run_manifest(load_manifest(manifest), workers=2)
+        finally:
+            client.delete_global_concurrency_limit_by_name("tag:render")
+    assert [o.status for o in outcomes] == ["succeeded", "succeeded"]
+    renders = sorted(
+        (step.started_at, step.finished_at)
+        for o in outcomes
+        for step in open_store().run(o.run_id).steps
+        if step.stage == "render"
+    )
+    assert renders[0][1] <= renders[1][0], renders  # the second render began after the first ended
