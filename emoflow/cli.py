@@ -14,6 +14,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from emoflow.commands.web import register as register_web_commands
 from emoflow.errors import EmoflowError
 from emoflow.runtime import configure_environment
 from emoflow.settings import get_settings
@@ -359,6 +360,8 @@ def _actor() -> str:
     except (KeyError, OSError):
         return "unknown"
 
+
+register_web_commands(app)
 
 if __name__ == "__main__":
     sys.exit(app())

@@ -18,6 +18,11 @@ class Settings(BaseSettings):
     blob_root: str | None = Field(default=None, description="Blob directory; default home/blobs")
     output_dir: Path = Field(default=Path("outputs"), description="Where published files are exported")
 
+    inspector_url: str = Field(
+        default="http://127.0.0.1:8000",
+        description="Where `emoflow serve` is reached; run summaries link to it",
+    )
+
     planner: str = "rules"
     tts_engine: str = "piper"
     aligner: str = "engine"

@@ -92,7 +92,8 @@ def summary_markdown(record: RunRecord, published: dict[str, str]) -> str:
     lines = [
         f"# emoflow run `{record.id}`",
         "",
-        f"Job **{record.job.name}** submitted by {record.job.submitter}.",
+        f"Job **{record.job.name}** submitted by {record.job.submitter}. "
+        f"[Open it in the inspector]({get_settings().inspector_url.rstrip('/')}/ui/runs/{record.id}).",
         "",
         "| stage | engine | version | cache hit | seconds | outputs (sha256) |",
         "|---|---|---|---|---|---|",

@@ -61,3 +61,13 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[object]:
     opened = ArtifactStore(database_url(request.param, tmp_path), tmp_path / "blobs")
     yield opened
     opened.close()
+
+
+@pytest.fixture(scope="session")
+def prefect_api() -> Iterator[str]:
+    """One Prefect test server for every flow test (it takes 11-13 s to start here)."""
+    from prefect.settings import PREFECT_API_URL
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=120):
+        yield str(PREFECT_API_URL.value())

@@ -83,6 +83,7 @@ def test_narrate_publishes_a_talking_video_and_a_rerun_computes_nothing(
     with get_client(sync_client=True) as client:
         (summary,) = client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[key])))
     assert summary.type == "markdown"
+    assert f"/ui/runs/{result.run_id}" in summary.data
     for step in record.steps:
         assert f"| {step.stage} |" in summary.data
         assert all(ref.sha256[:12] in summary.data for ref in step.outputs.values())

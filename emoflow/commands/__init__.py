@@ -1,0 +1,1 @@
+"""CLI command groups that `emoflow.cli` registers."""

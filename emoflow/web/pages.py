@@ -1,0 +1,236 @@
+"""Server-rendered pages: runs, a run, a job, submission, the curve editor, and a comparison."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from fastapi import APIRouter, Form, HTTPException, Request, UploadFile, status
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.templating import Jinja2Templates
+
+from emoflow.errors import InputError
+from emoflow.web import service, views
+from emoflow.web.api import filter_runs
+from emoflow.web.auth import COOKIE
+from flows.rerender import emotion_colors
+from stores.records import RunRecord
+from stores.tokens import TokenRecord, verify_token
+
+router = APIRouter(prefix="/ui", include_in_schema=False)
+templates = Jinja2Templates(directory=Path(__file__).parent / "templates")
+STATUSES = ("running", "succeeded", "failed")
+
+
+def page_user(request: Request, write: bool = False) -> TokenRecord:
+    """The cookie's token, or a redirect to the login page; writes also need a same-origin form."""
+    secret = request.cookies.get(COOKIE)
+    token = verify_token(request.app.state.store, secret) if secret else None
+    if token is None:
+        raise HTTPException(status.HTTP_303_SEE_OTHER, headers={"Location": "/ui/login"})
+    if write:
+        origin = request.headers.get("origin")
+        if origin and urlsplit(origin).netloc != request.headers.get("host"):
+            raise HTTPException(status.HTTP_403_FORBIDDEN, "cross-site form posts are refused")
+        if not token.can_write:
+            raise HTTPException(
+                status.HTTP_403_FORBIDDEN, f"token {token.name!r} is a viewer: it cannot write"
+            )
+    return token
+
+
+def render(request: Request, name: str, code: int = 200, **context: Any) -> HTMLResponse:
+    return templates.TemplateResponse(request, name, context, status_code=code)
+
+
+@router.get("/login")
+def login_form(request: Request) -> HTMLResponse:
+    return render(request, "login.html", user=None)
+
+
+@router.post("/login")
+def login(request: Request, token: str = Form()) -> Response:
+    found = verify_token(request.app.state.store, token.strip())
+    if found is None:
+        return render(request, "login.html", 401, user=None, error="that token is not valid")
+    response = RedirectResponse("/ui/runs", status.HTTP_303_SEE_OTHER)
+    # HttpOnly: page scripts never see it; Strict: other sites cannot post with it
+    response.set_cookie(COOKIE, token.strip(), httponly=True, samesite="strict", max_age=30 * 86400)
+    return response
+
+
+@router.post("/logout")
+def logout() -> Response:
+    response = RedirectResponse("/ui/login", status.HTTP_303_SEE_OTHER)
+    response.delete_cookie(COOKIE)
+    return response
+
+
+@router.get("/runs")
+def runs_page(request: Request, q: str | None = None) -> HTMLResponse:
+    user = page_user(request)
+    status_ = request.query_params.get("status") or None
+    runs = filter_runs(request.app.state.store.list_runs(500), status_, q)
+    rows = [service.run_summary(r) for r in runs]
+    return render(request, "runs.html", user=user, runs=rows, status=status_, q=q or "", statuses=STATUSES)
+
+
+@router.get("/runs/{run_id}")
+def run_page(request: Request, run_id: str) -> HTMLResponse:
+    user = page_user(request)
+    store = request.app.state.store
+    run = service.find_run(store, run_id)
+    return render(
+        request,
+        "run.html",
+        user=user,
+        run=run,
+        summary=service.run_summary(run),
+        active=request.app.state.launcher.active(run.job.id),
+        # the run's own events plus the job's run-less ones (submission)
+        prefect_ui=_prefect_ui(run.prefect_flow_run_id),
+        audit=[e for e in store.job_audit_events(run.job.id) if e.run_id in (None, run.id)],
+        **_run_context(store, run),
+    )
+
+
+@router.get("/jobs/{job_id}")
+def job_page(request: Request, job_id: str) -> HTMLResponse:
+    user = page_user(request)
+    state = request.app.state
+    job = service.find_job(state.store, job_id)
+    runs = [service.run_summary(r) for r in state.store.job_runs(job.id)]
+    return render(
+        request,
+        "job.html",
+        user=user,
+        job=job,
+        runs=runs,
+        active=state.launcher.active(job.id),
+        last_error=state.launcher.error(job.id),
+    )
+
+
+@router.get("/submit")
+def submit_form(request: Request) -> HTMLResponse:
+    return render(request, "submit.html", user=page_user(request), form={})
+
+
+@router.post("/submit")
+async def submit_page(request: Request) -> Response:
+    user = page_user(request, write=True)
+    state = request.app.state
+    form = await request.form()
+    fields = {
+        k: str(form.get(k, "")).strip() for k in ("name", "script", "description", *service.OPTION_FIELDS)
+    }
+    fields["script"] = str(form.get("script", ""))
+    upload = form.get("portrait")
+    builtin = str(form.get("portrait_builtin") or "") or None
+    try:
+        portrait = None
+        if isinstance(upload, UploadFile) and upload.filename:
+            portrait = await service.read_upload(upload, state.limits)
+            builtin = None  # an upload wins over the default choice
+        job_id = await run_in_threadpool(
+            service.submit, state.store, state.launcher, user, fields, portrait, builtin, state.limits
+        )
+    except (InputError, HTTPException) as exc:
+        message = str(exc.detail) if isinstance(exc, HTTPException) else str(exc)
+        code = exc.status_code if isinstance(exc, HTTPException) else 422
+        return render(request, "submit.html", code, user=user, form=fields, error=message)
+    return RedirectResponse(f"/ui/jobs/{job_id}", status.HTTP_303_SEE_OTHER)
+
+
+@router.get("/runs/{run_id}/edit")
+def edit_page(request: Request, run_id: str) -> HTMLResponse:
+    user = page_user(request)
+    store = request.app.state.store
+    run = service.find_run(store, run_id)
+    return render(request, "edit.html", user=user, run=run, **_run_context(store, run))
+
+
+@router.post("/runs/{run_id}/edit")
+async def edit_submit(request: Request, run_id: str) -> Response:
+    user = page_user(request, write=True)
+    state = request.app.state
+    run = service.find_run(state.store, run_id)
+    form = await request.form()
+    found = service.curve_document(state.store, run)
+    if found is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"run {run_id} has no emotion curve")
+    edits = form_edits(found[1], form)
+    try:
+        await run_in_threadpool(service.edit_curve, state.store, state.launcher, user, run.id, edits)
+    except InputError as exc:
+        context = _run_context(state.store, run)
+        return render(request, "edit.html", 422, user=user, run=run, error=str(exc), **context)
+    return RedirectResponse(f"/ui/jobs/{run.job.id}", status.HTTP_303_SEE_OTHER)
+
+
+@router.get("/compare")
+def compare_page(request: Request, a: str, b: str) -> HTMLResponse:
+    user = page_user(request)
+    store = request.app.state.store
+    sides = []
+    for run_id in (a, b):
+        run = service.find_run(store, run_id)
+        sides.append({"run": run, "summary": service.run_summary(run), **_run_context(store, run)})
+    return render(request, "compare.html", user=user, sides=sides)
+
+
+def form_edits(curve: dict[str, Any], form: Any) -> list[dict[str, Any]]:
+    """Per-word rows that differ from the curve, then the optional span row (applied last)."""
+    edits: list[dict[str, Any]] = []
+    for point in curve["points"]:
+        i = point["index"]
+        label, intensity = form.get(f"label_{i}"), form.get(f"intensity_{i}")
+        if label is None or intensity is None:
+            continue
+        try:
+            changed = label != point["label"] or abs(float(intensity) - point["intensity"]) > 1e-6
+        except ValueError:
+            changed = True  # let validation name the bad number
+        if changed:
+            edits.append({"index": i, "label": label, "intensity": intensity})
+    if form.get("span_start") not in (None, "") and form.get("span_stop") not in (None, ""):
+        edits.append(
+            {
+                "start": form.get("span_start"),
+                "stop": form.get("span_stop"),
+                "label": form.get("span_label"),
+                "intensity": form.get("span_intensity"),
+            }
+        )
+    return edits
+
+
+def _run_context(store: Any, run: RunRecord) -> dict[str, Any]:
+    colors = emotion_colors()
+    found = service.curve_document(store, run)
+    curve = found[1] if found else None
+    media = [
+        {"stage": s.stage, "name": n, "ref": ref}
+        for s in run.steps
+        for n, ref in s.outputs.items()
+        if ref.media_type.startswith(("audio/", "video/", "image/"))
+    ]
+    return {
+        "colors": colors,
+        "curve": curve,
+        "curve_ref": found[0] if found else None,
+        "curve_svg": views.curve_svg(curve, colors) if curve else None,
+        "explain": views.explain,
+        "timeline": views.timeline(run),
+        "media": media,
+    }
+
+
+def _prefect_ui(flow_run_id: str | None) -> str | None:
+    """Link to the flow run in Prefect's UI, when a Prefect server with a UI is configured."""
+    from prefect.settings import PREFECT_UI_URL
+
+    base = PREFECT_UI_URL.value()
+    return f"{base.rstrip('/')}/runs/flow-run/{flow_run_id}" if base and flow_run_id else None

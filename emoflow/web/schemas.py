@@ -1,0 +1,93 @@
+"""Response shapes of the JSON API, so /openapi.json documents what clients get back."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel
+
+
+class ArtifactOut(BaseModel):
+    sha256: str
+    kind: str
+    media_type: str
+    size: int
+    metadata: dict[str, Any]
+    url: str  # /artifacts/{sha256}: the only way to a blob
+
+
+class JobOut(BaseModel):
+    id: str
+    name: str
+    submitter: str
+    status: str
+    submitted_at: str
+    script: str
+    description: str
+    portrait: str
+    options: dict[str, Any]
+
+
+class RunSummaryOut(BaseModel):
+    id: str
+    job_id: str
+    job: str
+    submitter: str
+    status: str
+    error: str | None
+    started_at: str
+    finished_at: str | None
+    seconds: float | None
+    engines: dict[str, str]  # stage -> engine@version
+    computed: list[str]  # stages that ran
+    cached: list[str]  # stages reused by cache key
+    url: str
+    page: str
+
+
+class StepOut(BaseModel):
+    id: int
+    stage: str
+    engine: str
+    engine_version: str
+    params: dict[str, Any]
+    cache_key: str
+    status: str
+    cache_hit: bool
+    attempts: int
+    seconds: float | None
+    error: str | None
+    inputs: dict[str, ArtifactOut]
+    outputs: dict[str, ArtifactOut]
+
+
+class RunOut(RunSummaryOut):
+    job: JobOut  # type: ignore[assignment]  # the full job instead of its name
+    prefect_flow_run_id: str | None
+    steps: list[StepOut]
+
+
+class JobStatusOut(JobOut):
+    active: bool  # a flow for this job is queued or running in this server
+    last_error: str | None
+    runs: list[RunSummaryOut]
+
+
+class SubmittedOut(BaseModel):
+    job_id: str
+    status: str
+    url: str
+    page: str
+
+
+class CurveOut(BaseModel):
+    artifact: ArtifactOut
+    curve: dict[str, Any]  # EmotionCurve JSON: labels, engine, points
+
+
+class CurveEditedOut(BaseModel):
+    job_id: str
+    source_run_id: str
+    curve: ArtifactOut  # the edited curve, already committed
+    status: str
+    url: str

@@ -1,0 +1,229 @@
+"""What the API and the pages both do: submit, edit, and turn store records into plain documents.
+
+Validation lives in `tasks.intake.submit_job` and `flows.rerender`; this module only adds what is
+web-specific (upload limits, sniffing) and never touches blob paths on behalf of a URL.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import tempfile
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from fastapi import HTTPException, UploadFile, status
+from PIL import Image
+
+from emoflow.errors import InputError, StoreError
+from emoflow.jobs import BUILTIN_PORTRAIT_PREFIX, parse_job
+from emoflow.settings import get_settings
+from emoflow.web.launcher import Launcher
+from emoflow.web.limits import IMAGE_FORMATS, Limits
+from flows.narrate import narrate
+from flows.rerender import commit_edited_curve, rerender, run_curve
+from stores.records import ArtifactRef, JobRecord, RunRecord
+from stores.store import ArtifactStore
+from stores.tokens import TokenRecord
+from tasks.intake import submit_job
+
+CHUNK = 1 << 16
+OPTION_FIELDS = (
+    "planner",
+    "tts_engine",
+    "aligner",
+    "efp_engine",
+    "renderer",
+    "fps",
+    "size",
+    "seed",
+    "head_motion",
+    "face_index",
+)
+
+
+@dataclass(frozen=True)
+class Portrait:
+    data: bytes
+    suffix: str
+    width: int
+    height: int
+
+
+async def read_upload(upload: UploadFile, limits: Limits) -> Portrait:
+    """The upload's bytes within the size limit, identified by its content (never its name or
+    declared content type) as one of the accepted image formats, within the pixel limit."""
+    buffer = bytearray()
+    while chunk := await upload.read(CHUNK):
+        buffer += chunk
+        if len(buffer) > limits.max_upload_bytes:
+            raise HTTPException(
+                status.HTTP_413_CONTENT_TOO_LARGE,
+                f"portrait is larger than {limits.max_upload_bytes} bytes; send a smaller image",
+            )
+    data = bytes(buffer)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data)) as image:
+                kind, (width, height) = image.format or "", image.size
+                if kind in IMAGE_FORMATS and width * height <= limits.max_pixels:
+                    image.verify()  # structure check without decoding every pixel
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError, Warning) as exc:
+        raise HTTPException(
+            status.HTTP_415_UNSUPPORTED_MEDIA_TYPE,
+            f"portrait is not a readable image ({exc}); send PNG, JPEG or WebP",
+        ) from exc
+    if kind not in IMAGE_FORMATS:
+        raise HTTPException(
+            status.HTTP_415_UNSUPPORTED_MEDIA_TYPE,
+            f"portrait is {kind or 'an unknown format'}; send PNG, JPEG or WebP",
+        )
+    if width * height > limits.max_pixels:
+        raise HTTPException(
+            status.HTTP_422_UNPROCESSABLE_CONTENT,
+            f"portrait is {width}x{height} = {width * height} pixels; the limit is {limits.max_pixels}",
+        )
+    return Portrait(data, IMAGE_FORMATS[kind], width, height)
+
+
+def submit(
+    store: ArtifactStore,
+    launcher: Launcher,
+    token: TokenRecord,
+    fields: dict[str, Any],
+    portrait: Portrait | None,
+    builtin: str | None,
+    limits: Limits,
+) -> str:
+    """Validate and record the job through `submit_job`, then start its narration; the job id."""
+    if len(fields.get("script") or "") > limits.max_script_chars:
+        raise InputError(f"script is longer than {limits.max_script_chars} characters")
+    if (portrait is None) == (not builtin):
+        raise InputError("give exactly one of a portrait upload or portrait_builtin (skimage:astronaut)")
+    data = {k: v for k, v in fields.items() if v is not None and v != ""}
+    data["submitter"] = token.name  # the actor is the token, whatever the form says
+    with tempfile.TemporaryDirectory(prefix="emoflow-upload-") as folder:
+        if portrait is not None:
+            path = Path(folder) / f"portrait{portrait.suffix}"
+            path.write_bytes(portrait.data)
+            data["portrait"] = str(path)
+        else:
+            if not str(builtin).startswith(BUILTIN_PORTRAIT_PREFIX):
+                raise InputError("portrait_builtin must be skimage:astronaut or skimage:chelsea")
+            data["portrait"] = builtin
+        spec = parse_job(data, Path(folder))
+        job_id = submit_job(spec, get_settings(), store)  # stores the portrait by hash
+    launcher.launch(job_id, narrate, job_id)
+    return job_id
+
+
+def edit_curve(
+    store: ArtifactStore, launcher: Launcher, token: TokenRecord, run_id: str, edits: list[dict[str, Any]]
+) -> tuple[RunRecord, ArtifactRef]:
+    """Commit the edited curve now (so bad edits fail the request) and re-render in the background."""
+    source = store.run(run_id)
+    curve, _ = commit_edited_curve(store, source.id, edits)
+    launcher.launch(source.job.id, rerender, source.id, edits, token.name)
+    return source, curve
+
+
+def find_run(store: ArtifactStore, run_id: str) -> RunRecord:
+    try:
+        return store.run(run_id)
+    except InputError as exc:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc)) from exc
+
+
+def find_job(store: ArtifactStore, job_id: str) -> JobRecord:
+    try:
+        return store.job(job_id)
+    except StoreError as exc:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc)) from exc
+
+
+def curve_document(store: ArtifactStore, run: RunRecord) -> tuple[ArtifactRef, dict[str, Any]] | None:
+    try:
+        ref = run_curve(store, run.id)
+    except InputError:
+        return None
+    return ref, json.loads(store.read_bytes(ref.sha256))
+
+
+# -- documents ---------------------------------------------------------------------------------
+
+
+def artifact_doc(ref: ArtifactRef) -> dict[str, Any]:
+    # `uri` is left out on purpose: clients reach blobs by hash, never by filesystem path
+    return {
+        "sha256": ref.sha256,
+        "kind": ref.kind,
+        "media_type": ref.media_type,
+        "size": ref.size,
+        "metadata": ref.metadata,
+        "url": f"/artifacts/{ref.sha256}",
+    }
+
+
+def job_doc(job: JobRecord) -> dict[str, Any]:
+    return {
+        "id": job.id,
+        "name": job.name,
+        "submitter": job.submitter,
+        "status": job.status,
+        "submitted_at": job.submitted_at.isoformat(),
+        "script": job.script,
+        "description": job.description,
+        "portrait": f"/artifacts/{job.portrait_sha256}",
+        "options": {k: v for k, v in job.options.items() if k != "output_dir"},
+    }
+
+
+def run_seconds(run: RunRecord) -> float | None:
+    return (run.finished_at - run.started_at).total_seconds() if run.finished_at else None
+
+
+def run_summary(run: RunRecord) -> dict[str, Any]:
+    return {
+        "id": run.id,
+        "job_id": run.job.id,
+        "job": run.job.name,
+        "submitter": run.job.submitter,
+        "status": run.status,
+        "error": run.error,
+        "started_at": run.started_at.isoformat(),
+        "finished_at": run.finished_at.isoformat() if run.finished_at else None,
+        "seconds": run_seconds(run),
+        "engines": {s.stage: f"{s.engine}@{s.engine_version}" for s in run.steps},
+        "computed": [s.stage for s in run.steps if not s.cache_hit],
+        "cached": [s.stage for s in run.steps if s.cache_hit],
+        "url": f"/runs/{run.id}",
+        "page": f"/ui/runs/{run.id}",
+    }
+
+
+def run_doc(run: RunRecord) -> dict[str, Any]:
+    return run_summary(run) | {
+        "job": job_doc(run.job),
+        "prefect_flow_run_id": run.prefect_flow_run_id,
+        "steps": [
+            {
+                "id": s.id,
+                "stage": s.stage,
+                "engine": s.engine,
+                "engine_version": s.engine_version,
+                "params": s.params,
+                "cache_key": s.cache_key,
+                "status": s.status,
+                "cache_hit": s.cache_hit,
+                "attempts": s.attempts,
+                "seconds": s.seconds,
+                "error": s.error,
+                "inputs": {n: artifact_doc(a) for n, a in s.inputs.items()},
+                "outputs": {n: artifact_doc(a) for n, a in s.outputs.items()},
+            }
+            for s in run.steps
+        ],
+    }

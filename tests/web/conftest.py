@@ -1,0 +1,78 @@
+"""Fixtures for the inspector: one Prefect test server, one store and one narrated job per module."""
+
+from __future__ import annotations
+
+import io
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+
+@dataclass
+class Inspector:
+    home: Path
+    store: Any
+    app: Any
+    client: TestClient
+    submitter: dict[str, str]  # Authorization headers
+    viewer: dict[str, str]
+    submitter_secret: str
+    viewer_secret: str
+
+    def browser(self) -> TestClient:
+        """Another client of the same app (so flows it starts are the ones `wait` sees), with its
+        own cookie jar; not entered, so closing it does not shut the app's launcher down."""
+        return TestClient(self.app)
+
+    def wait(self, job_id: str, timeout: float = 180.0) -> dict[str, Any]:
+        """Poll the job until no flow is queued or running for it."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            job = self.client.get(f"/jobs/{job_id}", headers=self.viewer).json()
+            if not job["active"]:
+                return job
+            time.sleep(0.25)
+        raise AssertionError(f"job {job_id} still running after {timeout} s")
+
+
+@pytest.fixture(scope="module")
+def inspector(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Inspector]:
+    """A fresh EMOFLOW_HOME (module-scoped, unlike tests/conftest.py's emoflow_home) and an app."""
+    from emoflow.web.app import create_app
+    from stores.tokens import create_token
+    from tasks.context import open_store, reset_stores
+
+    root = tmp_path_factory.mktemp("web")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("EMOFLOW_HOME", str(root / "home"))
+        patch.setenv("EMOFLOW_OUTPUT_DIR", str(root / "outputs"))
+        reset_stores()
+        store = open_store()
+        _, submitter = create_token(store, "alice", "submitter", actor="test")
+        _, viewer = create_token(store, "victor", "viewer", actor="test")
+        app = create_app(store)
+        with TestClient(app) as client:
+            yield Inspector(
+                home=root / "home",
+                store=store,
+                app=app,
+                client=client,
+                submitter={"Authorization": f"Bearer {submitter}"},
+                viewer={"Authorization": f"Bearer {viewer}"},
+                submitter_secret=submitter,
+                viewer_secret=viewer,
+            )
+        reset_stores()
+
+
+def png_bytes(image: Any) -> bytes:
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.fromarray(image).save(buffer, format="PNG")
+    return buffer.getvalue()
