@@ -69,6 +69,12 @@ def narrate(
     renderer: Annotated[str | None, typer.Option(help="Renderer engine.")] = None,
     fps: Annotated[int | None, typer.Option(help="Frames per second.")] = None,
     seed: Annotated[int | None, typer.Option(help="Seed for blinks and head motion.")] = None,
+    weights: Annotated[
+        str | None, typer.Option(help="Diffusion renderer weights (directory or hub id).")
+    ] = None,
+    steps: Annotated[int | None, typer.Option(help="Diffusion denoising steps.")] = None,
+    guidance: Annotated[float | None, typer.Option(help="Diffusion classifier-free guidance.")] = None,
+    device: Annotated[str | None, typer.Option(help="torch device for neural engines (cpu, cuda).")] = None,
 ) -> None:
     """Narrate one job end to end; finished steps already in the store are reused."""
     from emoflow.console import StageProgress
@@ -84,6 +90,10 @@ def narrate(
         "renderer": renderer,
         "fps": fps,
         "seed": seed,
+        "weights": str(Path(weights).resolve()) if weights and Path(weights).exists() else weights,
+        "steps": steps,
+        "guidance": guidance,
+        "device": device,
     }
     try:
         spec = load_job_file(job_file, overrides)

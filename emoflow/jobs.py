@@ -36,6 +36,11 @@ class JobSpec(BaseModel):
     efp_engine: str | None = None
     renderer: str | None = None
 
+    weights: str | None = Field(default=None, description="diffusion weights: a directory or a hub id")
+    steps: int | None = Field(default=None, ge=1, le=200)
+    guidance: float | None = Field(default=None, ge=1.0, le=20.0)
+    device: str | None = None
+
     fps: int | None = Field(default=None, ge=1, le=60)
     size: int | None = Field(default=None, ge=64, le=2048)
     seed: int | None = None
@@ -62,6 +67,8 @@ class JobSpec(BaseModel):
             update["portrait"] = str((base / self.portrait).expanduser())
         if self.output_dir is not None:
             update["output_dir"] = (base / self.output_dir).expanduser()
+        if self.weights and (base / self.weights).expanduser().exists():
+            update["weights"] = str((base / self.weights).expanduser().resolve())
         return self.model_copy(update=update)
 
     def options(self, settings: Settings) -> dict[str, Any]:
@@ -79,6 +86,10 @@ class JobSpec(BaseModel):
             "head_motion": self.head_motion,
             "face_index": self.face_index,
             "output_dir": str(Path(output_dir).expanduser().resolve()),
+            "weights": self.weights or settings.diffusion_weights,
+            "steps": self.steps or settings.diffusion_steps,
+            "guidance": self.guidance or settings.diffusion_guidance,
+            "device": self.device or settings.device,
         }
 
     def submitter_name(self) -> str:

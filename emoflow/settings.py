@@ -29,6 +29,13 @@ class Settings(BaseSettings):
     efp_engine: str = "embedded"
     renderer: str = "preview"
 
+    diffusion_weights: str | None = Field(
+        default=None, description="Diffusion renderer weights: a local directory or a hub id"
+    )
+    diffusion_steps: int = Field(default=40, ge=1, le=200)
+    diffusion_guidance: float = Field(default=3.5, ge=1.0, le=20.0)
+    device: str = Field(default="cpu", description="torch device for neural engines, e.g. cuda")
+
     fps: int = Field(default=25, ge=1, le=60)
     size: int = Field(default=512, ge=64, le=2048)
     seed: int = 0

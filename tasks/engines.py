@@ -18,7 +18,10 @@ ENGINES: dict[str, dict[str, str]] = {
     },
     "aligner": {"engine": "models.align.engine_timings:EngineTimingAligner"},
     "efp_engine": {"embedded": "models.efp:EmbeddedEFP"},
-    "renderer": {"preview": "models.render.preview:PreviewRenderer"},
+    "renderer": {
+        "preview": "models.render.preview:PreviewRenderer",
+        "diffusion": "models.render.diffusion:DiffusionRenderer",
+    },
 }
 
 _instances: dict[tuple[str, str], Any] = {}

@@ -32,6 +32,8 @@ def submit_job(spec: JobSpec, settings: Settings, store: ArtifactStore, queued: 
         if not spec.script.strip():
             raise InputError("script is empty: give the words to speak in `script` or `script_file`")
         check_engine_choices(options)
+        if options["renderer"] == "diffusion":
+            check_diffusion_options(options)
         data, media_type, image = read_portrait(spec.portrait)
         # proves there is a usable human face now, not minutes later in the render stage
         prepare_portrait(image, options["size"], options["face_index"])
@@ -81,3 +83,19 @@ def read_portrait(source: str) -> tuple[bytes, str, np.ndarray]:
     with Image.open(io.BytesIO(data)) as opened:
         media_type = MEDIA_TYPES.get(opened.format or "", "application/octet-stream")
     return data, media_type, image
+
+
+def check_diffusion_options(options: dict[str, object]) -> None:
+    weights = options.get("weights")
+    if not weights:
+        raise InputError(
+            "the diffusion renderer needs weights: pass --weights DIR (or set EMOFLOW_DIFFUSION_WEIGHTS)"
+        )
+    if int(options["size"]) % 64:  # type: ignore[call-overload]
+        raise InputError(
+            f"the diffusion renderer needs a size that is a multiple of 64, got {options['size']}"
+        )
+    local = Path(str(weights))
+    looks_like_hub_id = str(weights).count("/") == 1 and not local.is_absolute()
+    if not local.exists() and not looks_like_hub_id:
+        raise InputError(f"diffusion weights {weights} do not exist (give a directory or a hub id)")

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 from prefect import task
 from prefect.cache_policies import NO_CACHE
@@ -30,12 +32,7 @@ def render_face(
 ) -> dict[str, ArtifactRef]:
     store = open_store()
     job = store.run(run_id).job
-    options = job.options
-    params = {k: options[k] for k in ("size", "fps", "seed", "head_motion", "face_index")}
-    renderer_class = engine_class("renderer", options["renderer"])
-    renderer = renderer_class(
-        size=params["size"], fps=params["fps"], seed=params["seed"], head_motion=params["head_motion"]
-    )
+    renderer, params = build_renderer(job.options)
     portrait = store.artifact(job.portrait_sha256, kind="portrait")
 
     def compute(workdir: Path, progress: ProgressFn) -> list[NewArtifact]:
@@ -67,3 +64,31 @@ def render_face(
         inputs={"portrait": portrait, "speech": speech, "word_timings": word_timings, "curve": curve},
         compute=compute,
     )
+
+
+def build_renderer(options: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
+    """The job's renderer and the parameters that go into its cache key (weights by hash)."""
+    name = options["renderer"]
+    params = {k: options[k] for k in ("size", "fps", "seed", "face_index")}
+    if name != "diffusion":
+        params["head_motion"] = options["head_motion"]
+        renderer = engine_class("renderer", name)(
+            size=params["size"], fps=params["fps"], seed=params["seed"], head_motion=params["head_motion"]
+        )
+        return renderer, params
+    from models.render.diffusion import hash_weights_dir
+
+    params.update({k: options[k] for k in ("steps", "guidance", "device")})
+    weights = options["weights"]
+    # memoised per file sizes and mtimes: changed weights get a new cache key and a fresh load
+    local_sha256 = hash_weights_dir(weights) if Path(weights).is_dir() else None
+    settings = {k: v for k, v in params.items() if k != "face_index"}
+    renderer = _diffusion_renderer(weights, local_sha256, **settings)
+    params["weights_sha256"] = renderer.weights_sha256
+    return renderer, params
+
+
+@lru_cache(maxsize=2)
+def _diffusion_renderer(weights: str, _weights_sha256: str | None, **settings: Any) -> Any:
+    # loading the pipeline is the expensive part: keep it for the next job with the same weights
+    return engine_class("renderer", "diffusion")(weights, **settings)
