@@ -14,6 +14,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from emoflow.commands.evaluate import evaluate_app
 from emoflow.commands.web import register as register_web_commands
 from emoflow.errors import EmoflowError
 from emoflow.runtime import configure_environment
@@ -372,6 +373,7 @@ def _actor() -> str:
 
 
 register_web_commands(app)
+app.add_typer(evaluate_app, name="evaluate")
 
 if __name__ == "__main__":
     sys.exit(app())

@@ -57,7 +57,7 @@ class PreviewRenderer:
     """Renders a talking portrait on the CPU, faster than real time at 512 px / 25 fps."""
 
     name = "preview"
-    version = "1.0.0"
+    version = "1.1.0"  # 1.1.0: sad/angry/surprise FACS weights tuned against the FER judge
 
     def __init__(self, size: int = 512, fps: int = 25, seed: int = 0, head_motion: float = 1.0) -> None:
         if not 64 <= int(size) <= 4096:

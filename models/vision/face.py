@@ -36,6 +36,14 @@ _CROP_SCALE = 2.5
 _CROP_MIN_SCALE = 1.7  # when the photo is too tight, shrink the margin down to this before padding
 _CROP_DOWN_SHIFT = 0.12  # centre slightly below the box centre: the neck matters more than the sky
 
+# Bad-input limits. A face under 64 px would be upscaled 3x or more into a blurred portrait; more than
+# 64 megapixels is a decompression bomb or a scan, decoded at 3 bytes a pixel before anything is checked;
+# a face turned further than `_MAX_TURN` (nose-to-cheek asymmetry, 0 frontal, 1 full profile) has one eye
+# hidden, and the frontal face rig folds it.
+MIN_FACE_PX = 64
+MAX_IMAGE_PIXELS = 64_000_000
+_MAX_TURN = 0.6
+
 
 @dataclass
 class Portrait:
@@ -133,6 +141,12 @@ def load_image(path: str | Path) -> np.ndarray:
         raise InputError(f"portrait image not found: {path} (check the path)")
     try:
         with Image.open(path) as im:
+            # the header gives the size before any pixel is decoded
+            if im.width * im.height > MAX_IMAGE_PIXELS:
+                raise InputError(
+                    f"portrait image {path} is {im.width}x{im.height} px, more than the "
+                    f"{MAX_IMAGE_PIXELS // 1_000_000} megapixel limit: downscale it first"
+                )
             im = ImageOps.exif_transpose(im)
             if im.mode in ("RGBA", "LA", "P"):
                 # composite transparency on white rather than on black
@@ -251,6 +265,15 @@ def _crop_resize(rgb: np.ndarray, x0: float, y0: float, side: float, size: int) 
     return np.ascontiguousarray(out)
 
 
+def face_turn(landmarks: np.ndarray) -> float:
+    """How far the face is turned: (d_right - d_left) / (d_right + d_left) of the nose tip's distances to
+    the two cheek edges of the mesh; 0 frontal, about 0.3 three-quarter, towards +-1 in profile."""
+    points = np.asarray(landmarks, dtype=np.float64)
+    nose, right, left = points[1], points[234], points[454]
+    d_right, d_left = float(np.linalg.norm(nose - right)), float(np.linalg.norm(nose - left))
+    return (d_right - d_left) / max(d_right + d_left, 1e-6)
+
+
 def prepare_portrait(image: np.ndarray, size: int = 512, face_index: int = 0) -> Portrait:
     """Crop a square portrait of `size` px around a face (largest first) and fit the face mesh on it."""
     if size < 64:
@@ -267,7 +290,13 @@ def prepare_portrait(image: np.ndarray, size: int = 512, face_index: int = 0) ->
             f"face_index {face_index} is out of range: the portrait has {len(faces)} face(s) "
             f"(valid: 0..{len(faces) - 1}, largest first)"
         )
-    x0, y0, side = _crop_square(faces[face_index], rgb.shape[1], rgb.shape[0])
+    face = faces[face_index]
+    if max(face.width, face.height) < MIN_FACE_PX:
+        raise InputError(
+            f"the face in the portrait is only {max(face.width, face.height):.0f} px across; at least "
+            f"{MIN_FACE_PX} px is needed: use a larger or closer portrait"
+        )
+    x0, y0, side = _crop_square(face, rgb.shape[1], rgb.shape[0])
     crop = _crop_resize(rgb, x0, y0, side, size)
     # the crop may hold other faces too: keep the mesh nearest to where the chosen face landed
     cx, cy = faces[face_index].center
@@ -281,5 +310,11 @@ def prepare_portrait(image: np.ndarray, size: int = 512, face_index: int = 0) ->
             "use a sharper, more frontal portrait"
         )
     xy, z = found
+    turn = face_turn(xy)
+    if abs(turn) > _MAX_TURN:
+        raise InputError(
+            f"the face is turned too far to the side (turn {turn:+.2f}, limit {_MAX_TURN}): "
+            "use a frontal or three-quarter portrait"
+        )
     xy = np.clip(xy, 0.0, size - 1.0).astype(np.float32)
     return Portrait(image=crop, landmarks=xy, depth=(z - float(np.median(z))).astype(np.float32))

@@ -1,0 +1,212 @@
+"""Benchmark of the preview renderer against the issue's goals, and of the FER judge that scores it.
+
+Measures, on the shared evaluation data (never used by unit tests):
+- render-only frames per second at 512x512 (portrait preparation excluded; goal >= 60);
+- EF-agreement per emotion and mean (goal >= 60 %, none below 30 % except disgust), lip-sync correlation
+  (goal >= 0.6), identity drift and background SSIM, via `models.evaluate.render.evaluate_render`;
+- the judge's accuracy on CK+ (ckplus48; contempt, which the judge has no class for, separately);
+- the judge on real MEAD talking clips: the EF-agreement that real acted faces reach, a reference ceiling.
+
+Writes bench/results/render.json and contact sheets, and prints the Markdown table for bench/RENDER.md.
+Run: .venv/bin/python bench/render.py [--data ../shared/data] [--seconds 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import platform
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from models.evaluate.render import RenderEvalConfig, constant_curve, evaluate_render  # noqa: E402
+from models.evaluate.speech import synthetic_speech  # noqa: E402
+from models.render import PreviewRenderer  # noqa: E402
+from models.vision.face import load_image, prepare_portrait  # noqa: E402
+from models.vision.judge import LABELS, FaceEmotionJudge  # noqa: E402
+
+CK_MAP = {
+    "anger": "angry",
+    "sadness": "sad",
+    "disgust": "disgust",
+    "fear": "fear",
+    "happy": "happy",
+    "surprise": "surprise",
+}
+MEAD_MAP = {
+    "angry": "angry",
+    "disgusted": "disgust",
+    "fear": "fear",
+    "happy": "happy",
+    "neutral": "neutral",
+    "sad": "sad",
+    "surprised": "surprise",
+}
+
+
+def render_speed(portraits: list[Path], seconds: float = 4.0) -> dict[str, Any]:
+    """Render-only fps at 512 px: the portrait is prepared (cached) by a first short clip, then timed."""
+    renderer = PreviewRenderer(size=512, fps=25)
+    speech = synthetic_speech(seconds, seed=1)
+    rates = []
+    for path in portraits:
+        portrait = prepare_portrait(load_image(path), size=512)
+        list(renderer.render(portrait, synthetic_speech(0.2), constant_curve("happy", 1.0, 0.2)))  # cache
+        for emotion in ("happy", "surprise"):
+            start = time.perf_counter()
+            frames = list(renderer.render(portrait, speech, constant_curve(emotion, 1.0, seconds)))
+            rates.append(len(frames) / (time.perf_counter() - start))
+    return {"fps_median": float(np.median(rates)), "fps_min": float(np.min(rates)), "clips": len(rates)}
+
+
+def ckplus_accuracy(root: Path, judge: FaceEmotionJudge) -> dict[str, Any]:
+    rows = list(csv.DictReader((root / "labels.csv").open()))
+    images = [cv2.imread(str(root / r["path"]), cv2.IMREAD_GRAYSCALE) for r in rows]
+    predicted = [LABELS[i] for i in judge.classify(images, detect=False).argmax(axis=1)]  # crops already
+    per_class: dict[str, dict[str, Any]] = {}
+    for source, label in CK_MAP.items():
+        hits = [p == label for r, p in zip(rows, predicted, strict=True) if r["emotion"] == source]
+        per_class[label] = {"n": len(hits), "accuracy": float(np.mean(hits))}
+    scored = sum(v["n"] for v in per_class.values())
+    correct = sum(v["accuracy"] * v["n"] for v in per_class.values())
+    contempt = Counter(p for r, p in zip(rows, predicted, strict=True) if r["emotion"] == "contempt")
+    return {
+        "images": len(rows),
+        "accuracy": correct / scored,
+        "balanced_accuracy": float(np.mean([v["accuracy"] for v in per_class.values()])),
+        "per_class": per_class,
+        "contempt_judged_as": dict(contempt.most_common()),
+        "subjects": len({r["subject"] for r in rows}),
+    }
+
+
+def mead_reference(root: Path, judge: FaceEmotionJudge) -> dict[str, Any]:
+    """EF-agreement the judge gives real acted talking faces (MEAD, level 3; neutral level 1)."""
+    per_emotion: dict[str, list[float]] = {}
+    for path in sorted(root.glob("*.mp4")):
+        label = MEAD_MAP.get(path.stem.split("_")[2])
+        if label is None:  # contempt: no judge class
+            continue
+        capture = cv2.VideoCapture(str(path))
+        frames = []
+        while True:
+            ok, frame = capture.read()
+            if not ok:
+                break
+            frames.append(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB))
+        capture.release()
+        if frames:
+            judged = judge.classify(frames).argmax(axis=1)
+            per_emotion.setdefault(label, []).append(float(np.mean([LABELS[i] == label for i in judged])))
+    agreement = {k: float(np.mean(v)) for k, v in per_emotion.items()}
+    return {
+        "ef_agreement": agreement,
+        "mean": float(np.mean(list(agreement.values()))) if agreement else None,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
+    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "render.json")
+    parser.add_argument("--sheets", type=Path, default=ROOT / "outputs" / "bench" / "render")
+    parser.add_argument("--seconds", type=float, default=3.0)
+    args = parser.parse_args()
+
+    judge = FaceEmotionJudge.shared()
+    portraits = sorted((args.data / "portraits").glob("*.jpg"))
+    humans = [p for p in portraits if p.stem not in {"lp_s25", "lp_s39"}]  # dog and cat
+    results: dict[str, Any] = {
+        "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "load_before": os.getloadavg()},
+        "renderer": {"name": PreviewRenderer.name, "version": PreviewRenderer.version},
+    }
+    t0 = time.perf_counter()
+    results["speed"] = render_speed(humans[:3])
+    print(f"speed: {results['speed']}", file=sys.stderr)
+    report = evaluate_render(
+        args.data / "portraits",
+        args.sheets,
+        RenderEvalConfig(seconds=args.seconds),
+        log=lambda m: print(m, file=sys.stderr),
+    ).to_dict()
+    results["render"] = {
+        "summary": report["summary"],
+        "portraits": report["portraits"],
+        "clips": report["clips"],
+    }
+    results["contact_sheets"] = [str(Path(p).relative_to(ROOT)) for p in report["contact_sheets"]]
+    results["judge_ckplus"] = ckplus_accuracy(args.data / "ckplus48", judge)
+    results["judge_mead"] = mead_reference(args.data / "mead", judge)
+    results["machine"]["load_after"] = os.getloadavg()
+    results["wall_s"] = time.perf_counter() - t0
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(results, indent=2))
+    print(markdown(results))
+
+
+def markdown(r: dict[str, Any]) -> str:
+    s = r["render"]["summary"]
+    ef = s["ef_agreement"]
+    mead = r["judge_mead"]["ef_agreement"]
+    ck = r["judge_ckplus"]
+    speed = r["speed"]
+
+    def pct(v: float | None) -> str:
+        return "n/a" if v is None else f"{100 * v:.0f} %"
+
+    lines = [
+        "| emotion | EF-agreement (preview) | judge on real MEAD clips | judge on CK+ |",
+        "|---|---|---|---|",
+    ]
+    for e in ef:
+        ck_acc = ck["per_class"].get(e, {}).get("accuracy")
+        lines.append(f"| {e} | {pct(ef[e])} | {pct(mead.get(e))} | {pct(ck_acc)} |")
+    mean = f"{pct(s['ef_agreement_mean'])} (non-neutral {pct(s['ef_agreement_mean_non_neutral'])})"
+    lines.append(f"| **mean** | {mean} | {pct(r['judge_mead']['mean'])} | {pct(ck['accuracy'])} |")
+    n_ck = ck["images"] - sum(ck["contempt_judged_as"].values())
+    rows = [
+        (
+            f"render-only fps at 512x512 (median of {speed['clips']} clips)",
+            f"{speed['fps_median']:.0f}",
+            ">= 60",
+        ),
+        (
+            "lip-sync correlation (mean, min over clips)",
+            f"{s['lip_sync']:.2f}, {s['lip_sync_min']:.2f}",
+            ">= 0.6",
+        ),
+        (
+            "identity: stable-landmark drift, IOD (mean / max clip)",
+            f"{s['drift_iod_mean']:.3f} / {s['drift_iod_max']:.3f}",
+            "hold",
+        ),
+        (
+            "identity: background SSIM outside the head (mean / min)",
+            f"{s['bg_ssim_mean']:.3f} / {s['bg_ssim_min']:.3f}",
+            "hold",
+        ),
+        (
+            f"judge accuracy on CK+ (6 classes, {n_ck} crops)",
+            f"{pct(ck['accuracy'])} (balanced {pct(ck['balanced_accuracy'])})",
+            "",
+        ),
+        ("CK+ contempt judged as", str(ck["contempt_judged_as"]), ""),
+        ("portraits scored / skipped", f"{s['portraits_ok']} / {', '.join(s['portraits_skipped'])}", ""),
+    ]
+    lines += ["", "| metric | value | goal |", "|---|---|---|"] + [f"| {a} | {b} | {c} |" for a, b, c in rows]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    main()
