@@ -16,7 +16,10 @@ ENGINES: dict[str, dict[str, str]] = {
         "piper": "models.tts.piper_engine:PiperEngine",
         "espeak": "models.tts.espeak_engine:EspeakEngine",
     },
-    "aligner": {"engine": "models.align.engine_timings:EngineTimingAligner"},
+    "aligner": {
+        "engine": "models.align.engine_timings:EngineTimingAligner",
+        "dtw": "models.align.dtw:DtwAligner",
+    },
     "efp_engine": {"embedded": "models.efp:EmbeddedEFP"},
     "renderer": {
         "preview": "models.render.preview:PreviewRenderer",

@@ -2,7 +2,13 @@
 
 - piper: natural neural voice (en_US-joe-medium), emotion through rate, WORLD pitch/energy reshaping
   and pauses; deterministic (seeded noise); real-time factor about 0.04 plain, 0.1-0.2 reshaped.
-- espeak: espeak-ng formant voice, emotion through SSML prosody; instant and deterministic.
+- espeak: espeak-ng formant voice, emotion through SSML prosody; instant (output length can vary
+  by a few ms between identical calls).
+
+Both engines also implement `StreamingSpeechEngine.synthesize_to(plan, path, progress)`, which writes
+long scripts to a WAV file sentence by sentence with flat memory, and both normalise bad input the
+same way (`models.tts.normalize`: URLs -> "link", emoji dropped, other scripts refused; silence in
+the output is an EngineError).
 """
 
 from __future__ import annotations
@@ -11,14 +17,14 @@ import threading
 from typing import Any
 
 from emoflow.errors import InputError
-from models.tts.base import SpeechEngine
+from models.tts.base import SpeechEngine, StreamingSpeechEngine
 
 ENGINES: tuple[str, ...] = ("piper", "espeak")
 
 _SHARED: dict[str, SpeechEngine] = {}
 _SHARED_LOCK = threading.Lock()
 
-__all__ = ["ENGINES", "SpeechEngine", "get_speech_engine"]
+__all__ = ["ENGINES", "SpeechEngine", "StreamingSpeechEngine", "get_speech_engine"]
 
 
 def get_speech_engine(name: str, **options: Any) -> SpeechEngine:

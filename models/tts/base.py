@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Protocol, runtime_checkable
 
-from models.types import EmotionPlan, ProgressFn, Speech
+from models.types import EmotionPlan, ProgressFn, Speech, Timings
 
 
 @runtime_checkable
@@ -25,3 +26,16 @@ class SpeechEngine(Protocol):
     def version(self) -> str: ...
 
     def synthesize(self, plan: EmotionPlan, progress: ProgressFn | None = None) -> Speech: ...
+
+
+@runtime_checkable
+class StreamingSpeechEngine(SpeechEngine, Protocol):
+    """An engine that can also speak long scripts straight into a WAV file.
+
+    `synthesize_to` returns the same timings `synthesize` would and keeps memory flat: audio is
+    written sentence by sentence (mono 16-bit PCM) and only the timings grow with the script.
+    """
+
+    def synthesize_to(
+        self, plan: EmotionPlan, path: str | Path, progress: ProgressFn | None = None
+    ) -> Timings: ...

@@ -18,7 +18,7 @@ from difflib import SequenceMatcher
 import numpy as np
 from scipy.ndimage import minimum_filter1d
 
-from emoflow.errors import InputError
+from emoflow.errors import EngineError, InputError
 from models.types import EmotionPlan, PhonemeTiming, PlannedWord, Timings, WordTiming
 from models.vocabulary import Prosody, Vocabulary
 
@@ -422,3 +422,29 @@ def limit_peaks(x: np.ndarray, sample_rate: int, ceiling: float = PEAK_CEILING) 
     if top > ceiling:  # numerical safety only
         out *= ceiling / top
     return out
+
+
+# 5. Output checks ------------------------------------------------------------------------------------
+
+# A sentence whose loudest 10 ms frame is below this (dBFS) is silent: every real word is far louder
+# (speech peaks around -20 to -6 dBFS here), so this only fires when the engine failed.
+SILENCE_DB = -50.0
+
+
+def check_audible(x: np.ndarray, sample_rate: int, text: str) -> None:
+    """EngineError when the audio for `text` is silent, empty or not finite."""
+    y = np.asarray(x, dtype=np.float64)
+    if len(y) == 0 or not np.all(np.isfinite(y)):
+        raise EngineError(
+            f"the speech engine returned {'no' if len(y) == 0 else 'invalid'} audio for {text[:60]!r}"
+        )
+    hop = max(1, int(0.01 * sample_rate))
+    n = max(1, len(y) // hop)
+    frames = np.resize(y, n * hop).reshape(n, hop) if len(y) >= hop else y[None, :]
+    loudest = float(np.sqrt(np.max(np.mean(frames**2, axis=1))))
+    level_db = 20 * np.log10(loudest + 1e-12)
+    if level_db < SILENCE_DB:
+        raise EngineError(
+            f"the speech engine produced silence for {text[:60]!r} (loudest frame {level_db:.0f} dBFS); "
+            "check the voice files and that the emotion's energy_db is not extremely low"
+        )

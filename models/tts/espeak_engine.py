@@ -24,14 +24,15 @@ import ctypes
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from xml.sax.saxutils import escape
 
 import numpy as np
 
 from emoflow.errors import EngineError
-from models.tts import common
+from models.tts import common, streaming
 from models.tts.common import Sentence, Unit, WordSpan
-from models.types import EmotionPlan, PlannedWord, ProgressFn, Speech
+from models.types import EmotionPlan, PlannedWord, ProgressFn, Speech, Timings
 from models.vocabulary import Prosody, Vocabulary, load_vocabulary
 
 _AUDIO_OUTPUT_SYNCHRONOUS = 2
@@ -173,7 +174,7 @@ class EspeakEngine:
     """Formant speech from espeak-ng; emotion as SSML prosody per segment; exact event timings."""
 
     name = "espeak"
-    base_version = "1.0.0"
+    base_version = "1.1.0"
 
     def __init__(self, voice: str = "en-us", vocabulary: Vocabulary | None = None) -> None:
         self.voice = voice
@@ -184,6 +185,22 @@ class EspeakEngine:
         return self.base_version if self.voice == "en-us" else f"{self.base_version}+{self.voice}"
 
     def synthesize(self, plan: EmotionPlan, progress: ProgressFn | None = None) -> Speech:
+        """Speak a short plan in memory (see `synthesize_to` for long scripts)."""
+        return streaming.speak_normalised(self._synthesize, plan, progress)
+
+    def synthesize_to(
+        self, plan: EmotionPlan, path: str | Path, progress: ProgressFn | None = None
+    ) -> Timings:
+        """Speak a plan of any length into a WAV file sentence by sentence; memory stays flat."""
+        return streaming.synthesize_to(
+            self._synthesize, plan, path, progress, gap_s=self._stream_gap_s, vocabulary=self.vocabulary
+        )
+
+    @property
+    def _stream_gap_s(self) -> float:
+        return 0.0  # espeak's sentences end in their own pause
+
+    def _synthesize(self, plan: EmotionPlan, progress: ProgressFn | None = None) -> Speech:
         """Speak the plan one sentence per espeak call; one WordTiming per plan word."""
         # 1. Check inputs
         common.check_plan(plan)
@@ -209,6 +226,7 @@ class EspeakEngine:
                 if output.chunks
                 else np.zeros(int(0.1 * sample_rate), dtype=np.float32)
             )
+            common.check_audible(audio, sample_rate, sentence.text)
             sentence_spans = _spans(
                 plan.script,
                 plan.words[sentence.first : sentence.stop],

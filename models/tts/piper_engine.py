@@ -41,10 +41,10 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 
 from emoflow.errors import EngineError
-from models.tts import common
+from models.tts import common, streaming
 from models.tts.common import Sentence, Unit, WordSpan
 from models.tts.shaping import TimeMap, WordShape, apply_gain, needs_world, reshape
-from models.types import EmotionPlan, ProgressFn, Speech
+from models.types import EmotionPlan, ProgressFn, Speech, Timings
 from models.vocabulary import Prosody, Vocabulary, load_vocabulary
 
 if TYPE_CHECKING:
@@ -74,7 +74,7 @@ class PiperEngine:
     """Natural-sounding speech; emotion through length_scale, WORLD reshaping and pauses."""
 
     name = "piper"
-    base_version = "1.0.0"
+    base_version = "1.1.0"
 
     def __init__(
         self,
@@ -195,6 +195,22 @@ class PiperEngine:
     # 1. Synthesis ------------------------------------------------------------------------------------
 
     def synthesize(self, plan: EmotionPlan, progress: ProgressFn | None = None) -> Speech:
+        """Speak a short plan in memory (see `synthesize_to` for long scripts)."""
+        return streaming.speak_normalised(self._synthesize, plan, progress)
+
+    def synthesize_to(
+        self, plan: EmotionPlan, path: str | Path, progress: ProgressFn | None = None
+    ) -> Timings:
+        """Speak a plan of any length into a WAV file sentence by sentence; memory stays flat."""
+        return streaming.synthesize_to(
+            self._synthesize, plan, path, progress, gap_s=self._stream_gap_s, vocabulary=self.vocabulary
+        )
+
+    @property
+    def _stream_gap_s(self) -> float:
+        return self.sentence_gap_s  # silence between sentences, as in `synthesize`
+
+    def _synthesize(self, plan: EmotionPlan, progress: ProgressFn | None = None) -> Speech:
         """Speak the plan; one WordTiming per plan word, phoneme timings from Piper's alignments."""
         # 1. Check inputs
         common.check_plan(plan)
@@ -212,6 +228,7 @@ class PiperEngine:
         offset = 0.0
         for number, sentence in enumerate(sentences):
             audio, sentence_spans = self._sentence(plan, sentence, prosody, segment_ids, sample_rate)
+            common.check_audible(audio, sample_rate, sentence.text)
             audio = common.fade_edges(audio, sample_rate)
             last = sentence.stop - 1
             gap = self.sentence_gap_s if number + 1 < len(sentences) else 0.0
