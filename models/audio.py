@@ -1,4 +1,4 @@
-"""WAV in and out of memory, so speech can travel as an artifact."""
+"""Reading speech artifacts back into samples."""
 
 from __future__ import annotations
 
@@ -8,12 +8,6 @@ import numpy as np
 import soundfile as sf
 
 from emoflow.errors import InputError
-
-
-def wav_bytes(samples: np.ndarray, sample_rate: int) -> bytes:
-    buffer = io.BytesIO()
-    sf.write(buffer, np.asarray(samples, dtype=np.float32), sample_rate, format="WAV", subtype="PCM_16")
-    return buffer.getvalue()
 
 
 def read_wav(data: bytes) -> tuple[np.ndarray, int]:

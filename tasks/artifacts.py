@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from models.audio import read_wav, wav_bytes
+from models.audio import read_wav
 from models.types import EmotionCurve, EmotionPlan, Speech, Timings
 from stores.records import ArtifactRef, NewArtifact
 from stores.store import ArtifactStore
@@ -20,16 +20,6 @@ def json_artifact(name: str, kind: str, document: dict[str, Any], **metadata: An
 
 def read_json(store: ArtifactStore, ref: ArtifactRef) -> dict[str, Any]:
     return json.loads(store.read_bytes(ref.sha256))
-
-
-def speech_artifact(speech: Speech, **metadata: Any) -> NewArtifact:
-    return NewArtifact(
-        name="speech",
-        kind="speech",
-        media_type="audio/wav",
-        data=wav_bytes(speech.samples, speech.sample_rate),
-        metadata={"seconds": round(speech.duration, 3), "sample_rate": speech.sample_rate, **metadata},
-    )
 
 
 def load_plan(store: ArtifactStore, ref: ArtifactRef) -> EmotionPlan:

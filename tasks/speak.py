@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import soundfile
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from emoflow.settings import get_settings
 from models.types import ProgressFn
 from stores.records import ArtifactRef, NewArtifact
-from tasks.artifacts import json_artifact, load_plan, speech_artifact
+from tasks.artifacts import json_artifact, load_plan
 from tasks.context import open_store
 from tasks.engines import get_engine
 from tasks.stage import retry_transient, run_stage
@@ -26,13 +27,15 @@ def speak(run_id: str, plan: ArtifactRef) -> dict[str, ArtifactRef]:
     store = open_store()
     engine = get_engine("tts_engine", store.run(run_id).job.options["tts_engine"])
 
-    def compute(_workdir: Path, progress: ProgressFn) -> list[NewArtifact]:
-        speech = engine.synthesize(load_plan(store, plan), progress=progress)
+    def compute(workdir: Path, progress: ProgressFn) -> list[NewArtifact]:
+        # streamed to disk sentence by sentence: memory stays flat for long scripts
+        path = workdir / "speech.wav"
+        timings = engine.synthesize_to(load_plan(store, plan), path, progress=progress)
+        info = soundfile.info(str(path))
+        metadata = {"seconds": round(info.duration, 3), "sample_rate": info.samplerate, "engine": engine.name}
         return [
-            speech_artifact(speech, engine=engine.name),
-            json_artifact(
-                "timings", "engine-timings", speech.timings.to_dict(), words=len(speech.timings.words)
-            ),
+            NewArtifact("speech", "speech", "audio/wav", path=path, metadata=metadata),
+            json_artifact("timings", "engine-timings", timings.to_dict(), words=len(timings.words)),
         ]
 
     return run_stage(
