@@ -380,19 +380,7 @@ class ArtifactStore:
             if run_id:
                 query = query.where(AuditEvent.run_id == self.run(run_id).id)
             rows = session.scalars(query.limit(limit))
-            return [
-                AuditRecord(
-                    id=r.id,
-                    at=r.at,
-                    actor=r.actor,
-                    action=r.action,
-                    job_id=r.job_id,
-                    run_id=r.run_id,
-                    step_id=r.step_id,
-                    details=dict(r.details),
-                )
-                for r in rows
-            ]
+            return [_audit_record(r) for r in rows]
 
     # -- internals -----------------------------------------------------------------------------
 
@@ -478,24 +466,25 @@ class ArtifactStore:
         """A job's events (submission, every run's steps, edits), oldest first."""
         with self._session() as session:
             query = select(AuditEvent).where(AuditEvent.job_id == job_id).order_by(AuditEvent.id)
-            return [
-                AuditRecord(
-                    id=r.id,
-                    at=r.at,
-                    actor=r.actor,
-                    action=r.action,
-                    job_id=r.job_id,
-                    run_id=r.run_id,
-                    step_id=r.step_id,
-                    details=dict(r.details),
-                )
-                for r in session.scalars(query.limit(limit))
-            ]
+            return [_audit_record(r) for r in session.scalars(query.limit(limit))]
 
 
 def _aware(moment: datetime) -> datetime:
     # SQLite hands back naive datetimes even for timezone-aware columns
     return moment if moment.tzinfo else moment.replace(tzinfo=utcnow().tzinfo)
+
+
+def _audit_record(row: AuditEvent) -> AuditRecord:
+    return AuditRecord(
+        id=row.id,
+        at=row.at,
+        actor=row.actor,
+        action=row.action,
+        job_id=row.job_id,
+        run_id=row.run_id,
+        step_id=row.step_id,
+        details=dict(row.details),
+    )
 
 
 def _ref(row: Artifact) -> ArtifactRef:
