@@ -24,7 +24,6 @@ import ctypes
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from xml.sax.saxutils import escape
 
 import numpy as np
@@ -32,7 +31,7 @@ import numpy as np
 from emoflow.errors import EngineError
 from models.tts import common, streaming
 from models.tts.common import Sentence, Unit, WordSpan
-from models.types import EmotionPlan, PlannedWord, ProgressFn, Speech, Timings
+from models.types import EmotionPlan, PlannedWord, ProgressFn, Speech
 from models.vocabulary import Prosody, Vocabulary, load_vocabulary
 
 _AUDIO_OUTPUT_SYNCHRONOUS = 2
@@ -170,7 +169,7 @@ def _espeak() -> _Espeak:
     return _ESPEAK
 
 
-class EspeakEngine:
+class EspeakEngine(streaming.StreamingSynthesis):
     """Formant speech from espeak-ng; emotion as SSML prosody per segment; exact event timings."""
 
     name = "espeak"
@@ -183,18 +182,6 @@ class EspeakEngine:
     @property
     def version(self) -> str:
         return self.base_version if self.voice == "en-us" else f"{self.base_version}+{self.voice}"
-
-    def synthesize(self, plan: EmotionPlan, progress: ProgressFn | None = None) -> Speech:
-        """Speak a short plan in memory (see `synthesize_to` for long scripts)."""
-        return streaming.speak_normalised(self._synthesize, plan, progress)
-
-    def synthesize_to(
-        self, plan: EmotionPlan, path: str | Path, progress: ProgressFn | None = None
-    ) -> Timings:
-        """Speak a plan of any length into a WAV file sentence by sentence; memory stays flat."""
-        return streaming.synthesize_to(
-            self._synthesize, plan, path, progress, gap_s=self._stream_gap_s, vocabulary=self.vocabulary
-        )
 
     @property
     def _stream_gap_s(self) -> float:

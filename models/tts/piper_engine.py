@@ -44,7 +44,7 @@ from emoflow.errors import EngineError
 from models.tts import common, streaming
 from models.tts.common import Sentence, Unit, WordSpan
 from models.tts.shaping import TimeMap, WordShape, apply_gain, needs_world, reshape
-from models.types import EmotionPlan, ProgressFn, Speech, Timings
+from models.types import EmotionPlan, ProgressFn, Speech
 from models.vocabulary import Prosody, Vocabulary, load_vocabulary
 
 if TYPE_CHECKING:
@@ -70,7 +70,7 @@ def length_scale_for(rate: float) -> float:
     return float(np.interp(1.0 / max(rate, 1e-3), _DURATION_RATIOS, _LENGTH_SCALES))
 
 
-class PiperEngine:
+class PiperEngine(streaming.StreamingSynthesis):
     """Natural-sounding speech; emotion through length_scale, WORLD reshaping and pauses."""
 
     name = "piper"
@@ -193,18 +193,6 @@ class PiperEngine:
         )
 
     # 1. Synthesis ------------------------------------------------------------------------------------
-
-    def synthesize(self, plan: EmotionPlan, progress: ProgressFn | None = None) -> Speech:
-        """Speak a short plan in memory (see `synthesize_to` for long scripts)."""
-        return streaming.speak_normalised(self._synthesize, plan, progress)
-
-    def synthesize_to(
-        self, plan: EmotionPlan, path: str | Path, progress: ProgressFn | None = None
-    ) -> Timings:
-        """Speak a plan of any length into a WAV file sentence by sentence; memory stays flat."""
-        return streaming.synthesize_to(
-            self._synthesize, plan, path, progress, gap_s=self._stream_gap_s, vocabulary=self.vocabulary
-        )
 
     @property
     def _stream_gap_s(self) -> float:

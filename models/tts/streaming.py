@@ -132,3 +132,27 @@ def synthesize_to(
         if partial.exists():
             partial.unlink()
     return normalize.restore(Timings(words=words, phonemes=phonemes), plan, prepared)
+
+
+class StreamingSynthesis:
+    """The public synthesis entry points both embedded engines share.
+
+    An engine supplies `_synthesize(plan, progress) -> Speech` for one short, normalised plan,
+    `vocabulary`, and `_stream_gap_s` (silence it puts between streamed sentences).
+    """
+
+    vocabulary: Vocabulary
+    _stream_gap_s: float
+    _synthesize: SynthFn
+
+    def synthesize(self, plan: EmotionPlan, progress: ProgressFn | None = None) -> Speech:
+        """Speak a short plan in memory (see `synthesize_to` for long scripts)."""
+        return speak_normalised(self._synthesize, plan, progress)
+
+    def synthesize_to(
+        self, plan: EmotionPlan, path: str | Path, progress: ProgressFn | None = None
+    ) -> Timings:
+        """Speak a plan of any length into a WAV file sentence by sentence; memory stays flat."""
+        return synthesize_to(
+            self._synthesize, plan, path, progress, gap_s=self._stream_gap_s, vocabulary=self.vocabulary
+        )
