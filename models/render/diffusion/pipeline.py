@@ -150,6 +150,17 @@ class EmoTalkPipeline(DiffusionPipeline):
     ) -> torch.Tensor:
         """wav2vec2 hidden states of every layer, interpolated to video frames, in 5-frame windows,
         projected: [num_frames, tokens, dim]."""
+        projection = self.audio_projection
+        windows = self.audio_windows(audio, sampling_rate, num_frames, fps)
+        return projection(windows.to(projection.device, projection.dtype))
+
+    @torch.no_grad()
+    def audio_windows(
+        self, audio: np.ndarray, sampling_rate: int, num_frames: int, fps: float
+    ) -> torch.Tensor:
+        """The frozen half of `encode_audio`: [num_frames, window, layers, channels] wav2vec2 features.
+
+        Split out so training can run the (trainable) audio projection with gradients."""
         samples = np.asarray(audio, dtype=np.float32).reshape(-1)
         if sampling_rate != AUDIO_SAMPLE_RATE:
             g = int(np.gcd(int(sampling_rate), AUDIO_SAMPLE_RATE))
@@ -171,9 +182,7 @@ class EmoTalkPipeline(DiffusionPipeline):
         window = self.audio_projection.config.window
         half = window // 2
         padded = torch.cat([feats[:1].expand(half, -1, -1), feats, feats[-1:].expand(half, -1, -1)])
-        windows = padded.unfold(0, window, 1).permute(0, 3, 1, 2)  # [frames, window, layers, C]
-        projection = self.audio_projection
-        return projection(windows.to(projection.device, projection.dtype))
+        return padded.unfold(0, window, 1).permute(0, 3, 1, 2)  # [frames, window, layers, C]
 
     @torch.no_grad()
     def encode_emotion(self, probs: np.ndarray, intensity: np.ndarray) -> torch.Tensor:

@@ -1,0 +1,96 @@
+"""Train the diffusion renderer's emotion/audio alignment layers from clips; register the weights.
+
+    base pipeline (--weights DIR) + clips (*.npz) ─ train N steps ─> "renderer-weights" artifact
+                                                                  (+ a full pipeline folder, optional)
+
+Run: .venv/bin/python -m flows.train_renderer --weights DIR --steps 1000 clip1.npz clip2.npz ...
+See docs/diffusion.md for the data format and the GPU recipe.
+"""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass
+
+from prefect import flow
+
+from stores.store import SYSTEM_ACTOR
+from tasks.train_renderer import train_renderer_weights
+
+
+@dataclass(frozen=True)
+class TrainedRenderer:
+    weights_sha256: str  # the "renderer-weights" artifact
+    clip_sha256: list[str]
+    losses: list[float]
+    export_dir: str | None
+
+
+@flow(name="train-renderer", validate_parameters=False)
+def train_renderer(
+    weights: str,
+    clips: list[str],
+    steps: int = 1000,
+    learning_rate: float = 1e-5,
+    seed: int = 0,
+    device: str = "cpu",
+    dtype: str | None = None,
+    train_temporal: bool = True,
+    motion_frames: int = 2,
+    condition_drop: float = 0.05,
+    export_dir: str | None = None,
+    actor: str = SYSTEM_ACTOR,
+) -> TrainedRenderer:
+    out = train_renderer_weights(
+        weights,
+        clips,
+        steps,
+        learning_rate=learning_rate,
+        seed=seed,
+        device=device,
+        dtype=dtype,
+        train_temporal=train_temporal,
+        motion_frames=motion_frames,
+        condition_drop=condition_drop,
+        export_dir=export_dir,
+        actor=actor,
+    )
+    return TrainedRenderer(
+        weights_sha256=out["weights"].sha256,
+        clip_sha256=[r.sha256 for r in out["clips"]],
+        losses=out["losses"],
+        export_dir=out["export_dir"],
+    )
+
+
+def main(argv: list[str] | None = None) -> TrainedRenderer:
+    parser = argparse.ArgumentParser(prog="python -m flows.train_renderer", description=__doc__)
+    parser.add_argument("clips", nargs="+", help="training clips, .npz (models/render/diffusion/training.py)")
+    parser.add_argument("--weights", required=True, help="base EmoTalkPipeline folder (or hub id)")
+    parser.add_argument("--steps", type=int, default=1000)
+    parser.add_argument("--lr", type=float, default=1e-5)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument(
+        "--dtype", default=None, help="float32 (default), bfloat16; float16 is not for training"
+    )
+    parser.add_argument("--no-temporal", action="store_true", help="keep the temporal modules frozen")
+    parser.add_argument("--export", default=None, help="also save the trained pipeline to this folder")
+    args = parser.parse_args(argv)
+    result = train_renderer(
+        args.weights,
+        args.clips,
+        steps=args.steps,
+        learning_rate=args.lr,
+        seed=args.seed,
+        device=args.device,
+        dtype=args.dtype,
+        train_temporal=not args.no_temporal,
+        export_dir=args.export,
+    )
+    print(f"renderer-weights {result.weights_sha256}  final loss {result.losses[-1]:.5f}")
+    return result
+
+
+if __name__ == "__main__":
+    main()
