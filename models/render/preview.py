@@ -22,6 +22,7 @@ import numpy as np
 
 from models.render import motion
 from models.render import topology as topo
+from models.render.inputs import check_render_inputs
 from models.render.mouth import MouthPainter, WrinklePainter, close_mouth_texture
 from models.render.rig import FaceFrame, FaceRig, HeadPose
 from models.render.tables import FacsTable, VisemeTable, load_facs, load_visemes
@@ -89,7 +90,7 @@ class PreviewRenderer:
     ) -> Iterator[np.ndarray]:
         """Yield `frame_count(speech.duration)` RGB uint8 frames, one at a time."""
         # 1. Check inputs (here, not lazily in the generator, so bad input fails at the call).
-        self._check_inputs(portrait, speech)
+        check_render_inputs(portrait, speech)
         n_frames = self.frame_count(speech.duration)
 
         # 2. Per-portrait work (cached).
@@ -113,24 +114,6 @@ class PreviewRenderer:
         return self._frames(prepared, units, mouth_open, mouth_width, blink, head, progress)
 
     # -- steps -----------------------------------------------------------------------------------------
-
-    def _check_inputs(self, portrait: Portrait, speech: Speech) -> None:
-        image = np.asarray(portrait.image)
-        if (
-            image.ndim != 3
-            or image.shape[2] != 3
-            or image.shape[0] != image.shape[1]
-            or image.dtype != np.uint8
-        ):
-            raise ValueError(
-                f"portrait.image must be a square (size, size, 3) uint8 RGB array, got {image.shape}"
-            )
-        if np.asarray(portrait.landmarks).shape != (468, 2):
-            raise ValueError(
-                f"portrait.landmarks must have shape (468, 2), got {np.shape(portrait.landmarks)}"
-            )
-        if speech.sample_rate <= 0:
-            raise ValueError(f"speech.sample_rate must be positive, got {speech.sample_rate}")
 
     def _action_units(self, curve: EmotionCurve, n_frames: int) -> np.ndarray:
         """(frames, units) activations: emotion probabilities x intensity x the FACS table's weights."""

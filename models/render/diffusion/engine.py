@@ -34,6 +34,7 @@ from models.render.diffusion.modules import (
     GatedFusion,
 )
 from models.render.diffusion.pipeline import COMPONENTS, EmoTalkPipeline, hallo_scheduler_config
+from models.render.inputs import check_render_inputs
 from models.types import EmotionCurve, ProgressFn, Speech
 from models.vision.face import Portrait
 
@@ -306,7 +307,7 @@ class DiffusionRenderer:
     ) -> Iterator[np.ndarray]:
         """Yield `frame_count(speech.duration)` RGB uint8 frames, size x size, streamed clip by clip."""
         # 1. Check inputs (here, not lazily in the generator, so bad input fails at the call).
-        self._check_inputs(portrait, speech)
+        check_render_inputs(portrait, speech)
         n_frames = self.frame_count(speech.duration)
         if n_frames == 0:
             return iter(())
@@ -337,24 +338,6 @@ class DiffusionRenderer:
         clips = output.frames
         assert not isinstance(clips, np.ndarray)
         return (frame for clip in clips for frame in clip)
-
-    def _check_inputs(self, portrait: Portrait, speech: Speech) -> None:
-        image = np.asarray(portrait.image)
-        if (
-            image.ndim != 3
-            or image.shape[2] != 3
-            or image.shape[0] != image.shape[1]
-            or image.dtype != np.uint8
-        ):
-            raise ValueError(
-                f"portrait.image must be a square (size, size, 3) uint8 RGB array, got {image.shape}"
-            )
-        if np.asarray(portrait.landmarks).shape != (468, 2):
-            raise ValueError(
-                f"portrait.landmarks must have shape (468, 2), got {np.shape(portrait.landmarks)}"
-            )
-        if speech.sample_rate <= 0:
-            raise ValueError(f"speech.sample_rate must be positive, got {speech.sample_rate}")
 
     def _resize(self, portrait: Portrait) -> tuple[np.ndarray, np.ndarray]:
         image = np.ascontiguousarray(portrait.image)
