@@ -43,7 +43,9 @@ class JobOutcome:
 @task(name="narrate-job", cache_policy=NO_CACHE)
 def narrate_job(job_id: str, row_id: str, where: str) -> JobOutcome:
     try:
-        result = narrate(job_id)
+        # settings contexts do not follow the task into its worker thread: repeat the heartbeat switch
+        with temporary_settings({PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
+            result = narrate(job_id)
     except Exception as exc:  # one job's failure is reported, never raised into the batch
         run = open_store().job_runs(job_id)[-1]
         outcome = JobOutcome(row_id, where, "failed", job_id, run.id, error=str(exc) or type(exc).__name__)
