@@ -40,6 +40,10 @@ class Settings(BaseSettings):
     size: int = Field(default=512, ge=64, le=2048)
     seed: int = 0
     task_retries: int = Field(default=2, ge=0, le=10)
+    render_tags: str = Field(
+        default="",
+        description="Comma-separated Prefect tags for render tasks (e.g. render,gpu), for concurrency limits",
+    )
     task_runner: Literal["threads", "dask"] = Field(
         default="threads", description="How batches run jobs at once: a thread pool or a local Dask cluster"
     )

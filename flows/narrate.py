@@ -24,7 +24,7 @@ from tasks.feel import feel
 from tasks.intake import submit_job
 from tasks.plan import plan_emotions
 from tasks.publish import publish
-from tasks.render import render_face
+from tasks.render import tagged_render_task
 from tasks.speak import speak
 
 
@@ -49,7 +49,7 @@ def narrate(job_id: str) -> Narration:
         # 4. Feel: the emotion-fluctuation predictor -> label distribution and intensity per word
         curve = feel(run_id, speech["speech"], timings, plan)["curve"]
         # 5. Render: the portrait speaks, its expression following the curve
-        frames = render_face(run_id, speech["speech"], timings, curve)["frames"]
+        frames = tagged_render_task()(run_id, speech["speech"], timings, curve)["frames"]
         # 6. Publish: MP4 with audio, curve plot, captions, exported to the output folder
         published = publish(run_id, frames, speech["speech"], curve)
     except BaseException as exc:

@@ -20,7 +20,7 @@ from tasks.context import open_store
 from tasks.edit_curve import commit_edited_curve, edit_curve, emotion_colors, parse_edits, run_curve
 from tasks.plan import plan_emotions
 from tasks.publish import publish
-from tasks.render import render_face
+from tasks.render import tagged_render_task
 from tasks.speak import speak
 
 # the inspector reaches curve editing through this flow module (web knows flows, not tasks)
@@ -49,7 +49,7 @@ def rerender(source_run_id: str, raw_edits: list[dict[str, Any]], actor: str = S
         speech = speak(run_id, plan)
         timings = align_words(run_id, speech, plan)["word_timings"]
         curve = edit_curve(run_id, source, edits)["curve"]
-        frames = render_face(run_id, speech["speech"], timings, curve)["frames"]
+        frames = tagged_render_task()(run_id, speech["speech"], timings, curve)["frames"]
         published = publish(run_id, frames, speech["speech"], curve)
     except BaseException as exc:
         store.finish_run(run_id, error=str(exc) or type(exc).__name__, actor=actor)

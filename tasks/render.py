@@ -22,7 +22,6 @@ from tasks.stage import retry_transient, run_stage
 
 @task(
     name="render",
-    tags=["render"],
     retries=get_settings().task_retries,
     retry_condition_fn=retry_transient,
     cache_policy=NO_CACHE,
@@ -92,3 +91,13 @@ def build_renderer(options: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
 def _diffusion_renderer(weights: str, _weights_sha256: str | None, **settings: Any) -> Any:
     # loading the pipeline is the expensive part: keep it for the next job with the same weights
     return engine_class("renderer", "diffusion")(weights, **settings)
+
+
+def tagged_render_task() -> Any:
+    """The render task carrying EMOFLOW_RENDER_TAGS, so Prefect concurrency limits can throttle it.
+
+    Tags are opt-in: with any tag, Prefect asks its server for concurrency slots on every render,
+    and its slot service costs about 2 s whenever it restarts after a few idle seconds.
+    """
+    tags = {tag.strip() for tag in get_settings().render_tags.split(",") if tag.strip()}
+    return render_face.with_options(tags=tags) if tags else render_face

@@ -100,10 +100,13 @@ def test_dask_runner_without_a_server_is_refused(monkeypatch: pytest.MonkeyPatch
 
 @pytest.mark.parametrize("emoflow_home", ["sqlite"], indirect=True)  # not about the database
 def test_render_concurrency_limit_serialises_renders(
-    prefect_api: str, emoflow_home: Path, tmp_path: Path
+    prefect_api: str, emoflow_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate
+
+    monkeypatch.setenv("EMOFLOW_RENDER_TAGS", "render,gpu")  # tags are opt-in
+    get_settings.cache_clear()
 
     manifest = tmp_path / "jobs.csv"
     manifest.write_text(
