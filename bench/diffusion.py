@@ -1,4 +1,4 @@
-"""Figures for the diffusion renderer without a GPU or real weights (see bench/DIFFUSION.md).
+"""Figures for the diffusion renderer without a GPU or real weights (see bench/README.md).
 
 1. measured: seconds per frame of the tiny random pipeline on this CPU (a smoke figure, not a speed claim);
    seconds per training step of the tiny pipeline.
@@ -10,7 +10,7 @@
    reference dies), with attention modelled as a fused (flash / memory-efficient) kernel, which never
    holds the [queries x keys] score matrix. Not measured on a GPU.
 
-Writes bench/results/diffusion.json and prints the tables for bench/DIFFUSION.md.
+Writes bench/results/diffusion.json and prints the tables for bench/README.md.
 Run: .venv/bin/python bench/diffusion.py [--frames 16] [--size 512]
 """
 

@@ -7,7 +7,7 @@ Measures, on the shared evaluation data (never used by unit tests):
 - the judge's accuracy on CK+ (ckplus48; contempt, which the judge has no class for, separately);
 - the judge on real MEAD talking clips: the EF-agreement that real acted faces reach, a reference ceiling.
 
-Writes bench/results/render.json and contact sheets, and prints the Markdown table for bench/RENDER.md.
+Writes bench/results/render.json and contact sheets, and prints the Markdown table for bench/README.md.
 Run: .venv/bin/python bench/render.py [--data ../shared/data] [--seconds 3]
 """
 

@@ -11,7 +11,7 @@ Sections (all on this machine's CPU, engines as shipped):
 - memory:   peak RSS of a fresh process speaking 1, 5 and 10 minutes with `synthesize_to` (streamed)
             and `synthesize` (in memory).
 
-Writes bench/results/speech.json and prints the Markdown tables of bench/SPEECH.md.
+Writes bench/results/speech.json and prints the Markdown tables of bench/README.md.
 Run: .venv/bin/python bench/speech.py [--sections rtf,prosody,align,memory] [--out PATH]
 """
 
