@@ -15,6 +15,7 @@ from rich.table import Table
 from rich.text import Text
 
 from emoflow.commands.evaluate import evaluate_app
+from emoflow.commands.store import store_app
 from emoflow.commands.web import register as register_web_commands
 from emoflow.errors import EmoflowError
 from emoflow.runtime import configure_environment
@@ -374,6 +375,7 @@ def _actor() -> str:
 
 register_web_commands(app)
 app.add_typer(evaluate_app, name="evaluate")
+app.add_typer(store_app, name="store")
 
 if __name__ == "__main__":
     sys.exit(app())

@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
 
+from emoflow.crashpoints import crashpoint
 from emoflow.errors import IntegrityError, StoreError
 
 CHUNK = 1 << 20
@@ -65,6 +66,7 @@ class BlobStore:
                 hashing = _HashingWriter(raw)
                 write(hashing)  # type: ignore[operator]
                 raw.flush()
+                crashpoint("blob.mid_write")  # test hook: a .part file left under tmp, never renamed
                 os.fsync(raw.fileno())
             sha256 = hashing.hexdigest()
             final = self.path_for(sha256)

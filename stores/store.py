@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import socket
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -17,6 +18,7 @@ from sqlalchemy.exc import IntegrityError as SAIntegrityError
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, selectinload, sessionmaker
 
+from emoflow.crashpoints import crashpoint
 from emoflow.errors import InputError, StoreError
 from stores.blobs import open_blob_store
 from stores.db import make_engine, upgrade
@@ -60,6 +62,7 @@ class ArtifactStore:
     def put_artifact(self, new: NewArtifact) -> ArtifactRef:
         """Write the blob (atomically) and its row; the same content and kind is stored once."""
         sha256 = self._write_blob(new)
+        crashpoint("blob.before_commit")  # test hook: a blob in place without its row
         with self._session() as session:
             return _ref(self._artifact_row(session, sha256, new))
 
@@ -169,7 +172,9 @@ class ArtifactStore:
                 raise StoreError(f"no job {job_id}")
             job.status = "running"
             session.add(Run(id=run_id, job_id=job_id, prefect_flow_run_id=prefect_flow_run_id))
-            self._audit(session, "run.start", actor, job_id=job_id, run_id=run_id)
+            # host and pid let `emoflow store verify` tell a live run from one whose process died
+            details = {"host": socket.gethostname(), "pid": os.getpid()}
+            self._audit(session, "run.start", actor, job_id=job_id, run_id=run_id, details=details)
         return run_id
 
     def finish_run(self, run_id: str, error: str | None = None, actor: str = SYSTEM_ACTOR) -> None:
@@ -277,6 +282,7 @@ class ArtifactStore:
     ) -> dict[str, ArtifactRef]:
         """Blobs first, then one transaction: the step is never 'succeeded' without its outputs."""
         shas = [self._write_blob(new) for new in outputs]
+        crashpoint("blob.before_commit")  # test hook: blobs in place, step and rows not committed
         with self._session() as session:
             step = session.get(Step, step_id)
             if step is None:

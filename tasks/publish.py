@@ -65,7 +65,7 @@ def publish(run_id: str, frames: ArtifactRef, speech: ArtifactRef, curve: Artifa
         stage="publish",
         engine=PUBLISHER_NAME,
         engine_version=PUBLISHER_VERSION,
-        params={},
+        params={"title": job.name},  # the curve plot's title shows the job name
         inputs={"frames": frames, "speech": speech, "curve": curve},
         compute=compute,
     )

@@ -19,6 +19,7 @@ from prefect import get_run_logger
 from prefect.exceptions import MissingContextError
 from prefect.runtime import flow_run
 
+from emoflow.crashpoints import crashpoint
 from emoflow.errors import InputError, IntegrityError
 from models.types import ProgressFn
 from stores.cache_keys import step_cache_key
@@ -65,12 +66,14 @@ def run_stage(
         return cached
 
     step_id = store.begin_step(**step)
+    crashpoint(f"{stage}.before")  # test hook: the step is open ("running"), nothing computed
     workdir = Path(tempfile.mkdtemp(prefix=f"emoflow-{stage}-"))
     try:
         started = time.perf_counter()
         outputs = compute(workdir, lambda done, total: emit("stage_progress", stage, done, total))
         seconds = time.perf_counter() - started  # engine work only; committing counts as store time
         refs = store.commit_step(step_id, outputs)
+        crashpoint(f"{stage}.after")  # test hook: the step is committed, the task has not returned
     except BaseException as exc:
         message = f"{type(exc).__name__}: {exc}" if not isinstance(exc, InputError) else str(exc)
         store.fail_step(step_id, message)
