@@ -2,26 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import torch
 from typer.testing import CliRunner
 
 from emoflow.cli import app
 from models.publish.video import probe
 from models.render.diffusion import build_tiny_pipeline
 from tasks.context import open_store
-
-
-@pytest.fixture
-def one_thread() -> Iterator[None]:
-    # tiny tensors run 10-40x slower on two contended threads than on one
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.mark.parametrize("emoflow_home", ["sqlite"], indirect=True)  # not about the database

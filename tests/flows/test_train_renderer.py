@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -14,15 +13,6 @@ from models.render.diffusion import EmoTalkPipeline, build_tiny_pipeline
 from models.render.diffusion.training import apply_trained_weights, save_clip, trainable_parameters
 from tasks.context import open_store
 from tests.models.test_diffusion_training import make_clip
-
-
-@pytest.fixture
-def one_thread() -> Iterator[None]:
-    # tiny tensors run 10-40x slower on two contended threads than on one
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.mark.parametrize("emoflow_home", ["sqlite"], indirect=True)  # not about the database
