@@ -1,6 +1,8 @@
-"""Checks every renderer makes before its first frame."""
+"""What every renderer shares: its input checks and how many frames a clip has."""
 
 from __future__ import annotations
+
+import math
 
 import numpy as np
 
@@ -19,3 +21,9 @@ def check_render_inputs(portrait: Portrait, speech: Speech) -> None:
         raise ValueError(f"portrait.landmarks must have shape (468, 2), got {np.shape(portrait.landmarks)}")
     if speech.sample_rate <= 0:
         raise ValueError(f"speech.sample_rate must be positive, got {speech.sample_rate}")
+
+
+def frame_count(duration_s: float, fps: float) -> int:
+    """Frames that cover `duration_s` of speech at `fps`."""
+    # round first so 1.96 s * 25 fps = 49.000000000000001 gives 49 frames, not 50
+    return max(0, math.ceil(round(float(duration_s) * fps, 6)))

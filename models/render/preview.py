@@ -11,7 +11,6 @@ once (and cached for the next clip of the same portrait); a frame then costs a f
 from __future__ import annotations
 
 import hashlib
-import math
 import threading
 from collections import OrderedDict
 from collections.abc import Iterator
@@ -22,7 +21,7 @@ import numpy as np
 
 from models.render import motion
 from models.render import topology as topo
-from models.render.inputs import check_render_inputs
+from models.render.inputs import check_render_inputs, frame_count
 from models.render.mouth import MouthPainter, WrinklePainter, close_mouth_texture
 from models.render.rig import FaceFrame, FaceRig, HeadPose
 from models.render.tables import FacsTable, VisemeTable, load_facs, load_visemes
@@ -78,8 +77,7 @@ class PreviewRenderer:
         self._lock = threading.Lock()
 
     def frame_count(self, duration_s: float) -> int:
-        # round first so 1.96 s * 25 fps = 49.000000000000001 gives 49 frames, not 50
-        return max(0, math.ceil(round(float(duration_s) * self.fps, 6)))
+        return frame_count(duration_s, self.fps)
 
     def render(
         self,

@@ -10,7 +10,6 @@ CPU tests; nothing here downloads anything by itself.
 from __future__ import annotations
 
 import hashlib
-import math
 import os
 import re
 import threading
@@ -34,7 +33,7 @@ from models.render.diffusion.modules import (
     GatedFusion,
 )
 from models.render.diffusion.pipeline import COMPONENTS, EmoTalkPipeline, hallo_scheduler_config
-from models.render.inputs import check_render_inputs
+from models.render.inputs import check_render_inputs, frame_count
 from models.types import EmotionCurve, ProgressFn, Speech
 from models.vision.face import Portrait
 
@@ -295,8 +294,7 @@ class DiffusionRenderer:
         return self._sha256
 
     def frame_count(self, duration_s: float) -> int:
-        # round first so 1.96 s * 25 fps = 49.000000000000001 gives 49 frames, not 50
-        return max(0, math.ceil(round(float(duration_s) * self.fps, 6)))
+        return frame_count(duration_s, self.fps)
 
     def render(
         self,
