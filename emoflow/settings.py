@@ -24,9 +24,14 @@ class Settings(BaseSettings):
     )
 
     planner: str = "rules"
+    planner_model: str | None = None  # instruct LM for the "llm" planner: a local directory or a hub id
     tts_engine: str = "piper"
     aligner: str = "engine"
     efp_engine: str = "embedded"
+    efp_model: str | None = Field(
+        default=None,
+        description="Learned EFP model: a name or sha256 in the store (python -m flows.train_efp), or a file",
+    )
     renderer: str = "preview"
 
     diffusion_weights: str | None = Field(
@@ -48,6 +53,9 @@ class Settings(BaseSettings):
         default="threads", description="How batches run jobs at once: a thread pool or a local Dask cluster"
     )
     workers: int = Field(default=2, ge=1, le=64, description="Jobs a batch narrates at once")
+    engine_threads: int | None = Field(
+        default=None, ge=1, le=256, description="Threads each job's engines use; default cores // workers"
+    )
 
     @property
     def home_dir(self) -> Path:

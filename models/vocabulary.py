@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
@@ -44,11 +44,25 @@ class Emotion:
 
 
 @dataclass(frozen=True)
+class Blend:
+    """A mixed feeling ("bittersweet"): its parts as (label, intensity), the dominant part first."""
+
+    name: str
+    parts: tuple[tuple[str, float], ...]
+
+    @property
+    def dominant(self) -> tuple[str, float]:
+        return self.parts[0]
+
+
+@dataclass(frozen=True)
 class Vocabulary:
     emotions: dict[str, Emotion]
     intensity_words: dict[str, float]
     neutral: str
     source: str  # file the vocabulary came from, for the audit trail
+    blends: dict[str, Blend] = field(default_factory=dict)
+    manners: dict[str, tuple[str, float]] = field(default_factory=dict)  # delivery stem -> (label, intensity)
 
     @property
     def labels(self) -> list[str]:
@@ -74,6 +88,20 @@ class Vocabulary:
                 return emotion.name, emotion.synonyms[key]
         return None
 
+    def manner(self, word: str) -> tuple[str, float] | None:
+        """(label, intensity) for a delivery word in any simple form: whisper(s/ed/ing), sobbing, cried."""
+        key = word.strip().lower()
+        candidates = [key]
+        for suffix in ("ing", "ed", "es", "s", "ily", "ly"):
+            if key.endswith(suffix) and len(key) > len(suffix) + 2:
+                stem = key[: -len(suffix)]
+                candidates += [stem, stem + "e"]
+                if len(stem) > 2 and stem[-1] == stem[-2]:  # sobbing -> sob
+                    candidates.append(stem[:-1])
+                if stem.endswith("i"):  # cried -> cry
+                    candidates.append(stem[:-1] + "y")
+        return next((self.manners[c] for c in candidates if c in self.manners), None)
+
 
 def _default_path() -> Path:
     return Path(str(resources.files("prompts") / "emotions.yaml"))
@@ -95,9 +123,25 @@ def load_vocabulary(path: Path | None = None) -> Vocabulary:
         )
         for name, spec in data["emotions"].items()
     }
+    blends = {
+        name.lower(): Blend(name.lower(), tuple((str(label), float(value)) for label, value in parts))
+        for name, parts in (data.get("blends") or {}).items()
+    }
+    manners = {
+        stem.lower(): (str(label), float(value))
+        for stem, (label, value) in (data.get("manners") or {}).items()
+    }
+    used = [label for blend in blends.values() for label, _ in blend.parts] + [m[0] for m in manners.values()]
+    unknown = sorted({label for label in used if label not in emotions})
+    if unknown:
+        raise InputError(
+            f"{path}: blends/manners use unknown emotions {unknown}; valid: {', '.join(emotions)}"
+        )
     return Vocabulary(
         emotions=emotions,
         intensity_words={k.lower(): float(v) for k, v in data["intensity_words"].items()},
         neutral=data["neutral_label"],
         source=str(path),
+        blends=blends,
+        manners=manners,
     )

@@ -11,7 +11,7 @@ from emoflow.errors import InputError
 # job option -> engine name -> "module:Class"; imported on first use, so choosing one engine
 # never loads another's heavy dependencies
 ENGINES: dict[str, dict[str, str]] = {
-    "planner": {"rules": "models.plan.rules:RulePlanner"},
+    "planner": {"rules": "models.plan.rules:RulePlanner", "llm": "models.plan.llm:LLMPlanner"},
     "tts_engine": {
         "piper": "models.tts.piper_engine:PiperEngine",
         "espeak": "models.tts.espeak_engine:EspeakEngine",
@@ -20,7 +20,7 @@ ENGINES: dict[str, dict[str, str]] = {
         "engine": "models.align.engine_timings:EngineTimingAligner",
         "dtw": "models.align.dtw:DtwAligner",
     },
-    "efp_engine": {"embedded": "models.efp:EmbeddedEFP"},
+    "efp_engine": {"embedded": "models.efp:EmbeddedEFP", "learned": "models.efp.learned:LearnedEFP"},
     "renderer": {
         "preview": "models.render.preview:PreviewRenderer",
         "diffusion": "models.render.diffusion:DiffusionRenderer",

@@ -1,36 +1,45 @@
-"""Turning a free-text emotion description into per-word emotions.
+"""Reading a free-text emotion description into Instructions (placement.py puts them on words).
 
-Understood (first version):
+Understood:
 - one plain emotion for the whole script: "sad", "very angry", "slightly happy", "furious", "angry 0.8";
-- temporal phases: "at first"/"at the start"/"in the beginning", "then"/"later"/"next",
-  "in the middle", "at the end"/"by the end"/"finally"; the script is split by sentence when it has
-  enough sentences, else into equal runs of words;
-- quoted anchors: angry at "never again" (or 'never again', “…”, ‘…’) on every matching run of words.
-Anything else is reported in the warnings and ignored.
+- temporal phases: "at first"/"at the start", "then"/"later", "in the middle", "by the end"/"finally";
+- spans: "for the last sentence", "in the first two sentences", "the second sentence", "the last word",
+  "in the second half";
+- quoted anchors: angry at "never again" (or 'never again', “…”, ‘…’) on every matching run of words;
+- ramps: "gradually/increasingly angry", "growing angrier" rise across their span to the emotion's intensity;
+  "calming down", "fading", "less and less" fall from the emotion named (or the one before) to a low level;
+- blends from the vocabulary ("bittersweet" = sad + happy): the dominant part is used, and a warning says so;
+- delivery words ("whispering", "sobbing", "shouting") stand for the vocabulary's nearest emotion when the
+  same part names none; on an anchor they keep the script's named emotion ("excited, shouting 'we won'");
+- two emotions joined by "and"/"but" for the same words ("angry and sad"): one emotion per word, so the
+  stronger wins (the first named on a tie), with a warning;
+- an emotion word one or two letters off ("angyr") is read as the nearest one, with a warning.
+Anything else is reported in the warnings and ignored; placement.py documents where each part lands.
 """
 
 from __future__ import annotations
 
+import difflib
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
-import numpy as np
-
-from models.plan.phrases import read_phrase
-from models.plan.tokens import WORD_RE, normalise_word
+from models.plan.phrases import NEGATIONS, Phrase, read_phrase
+from models.plan.placement import (
+    END,
+    FALLING,
+    HALF,
+    MIDDLE,
+    NEXT,
+    RISING,
+    SENTENCE,
+    START,
+    WORD,
+    Cue,
+    Instruction,
+    Span,
+    place,
+)
 from models.vocabulary import Vocabulary
-
-
-@dataclass(frozen=True)
-class Cue:
-    """The emotion the description gives one word."""
-
-    label: str
-    intensity: float
-    source: str  # "description" (whole script) or "cue" (phase or anchor)
-
-
-START, MIDDLE, END, NEXT = "start", "middle", "end", "next"
 
 # Longest phrases first so "at the very end" is removed before "end".
 _POSITION_PATTERNS: list[tuple[str, str]] = [
@@ -43,11 +52,53 @@ _POSITION_PATTERNS: list[tuple[str, str]] = [
 ]
 _POSITION_RES = [(kind, re.compile(rf"\b(?:{pattern})\b")) for kind, pattern in _POSITION_PATTERNS]
 
+_ORDINALS = {
+    "first": 1, "1st": 1, "opening": 1, "second": 2, "2nd": 2, "third": 3, "3rd": 3, "fourth": 4, "4th": 4,
+    "fifth": 5, "5th": 5, "sixth": 6, "6th": 6, "seventh": 7, "7th": 7, "eighth": 8, "8th": 8,
+    "ninth": 9, "9th": 9, "tenth": 10, "10th": 10,
+    "last": -1, "final": -1, "closing": -1, "penultimate": -2, "next-to-last": -2, "second-to-last": -2,
+    "second-last": -2,
+}  # fmt: skip
+_COUNTS = {
+    "one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7, "eight": 8, "nine": 9,
+    "ten": 10, "few": 3, "couple of": 2, "couple": 2,
+}  # fmt: skip
+_ORD = "|".join(sorted(map(re.escape, _ORDINALS), key=len, reverse=True))
+_NUM = r"\d+|" + "|".join(sorted(_COUNTS, key=len, reverse=True))
+_UNIT = r"sentences?|lines?|words?"
+_SPAN_RE = re.compile(
+    rf"\b(?:(?:for|in|during|on|over|throughout|across)\s+)?(?:the\s+)?(?:very\s+)?(?:"
+    rf"(?P<ord_a>{_ORD})\s+(?:and|to|through|till|until)\s+(?P<ord_b>{_ORD})\s+(?P<unit_ab>{_UNIT})"
+    rf"|(?P<ord>{_ORD})(?:\s+(?P<num>{_NUM}))?\s+(?P<unit>{_UNIT})"
+    rf"|(?P<unit_n>sentence|line|word)\s+(?P<n>\d+|{'|'.join(c for c in _COUNTS if ' ' not in c)})"
+    rf"|(?P<half>first|second|last|latter|former|1st|2nd)\s+half"
+    rf")\b"
+)
+_REPEAT_RE = re.compile(r"\b(\w+)\s+and\s+\1\b", re.IGNORECASE)
+_SPAN_AND_RE = re.compile(rf"\b({_ORD})\s+and\s+((?:{_ORD})\s+(?:{_UNIT}))\b", re.IGNORECASE)
+
+# Ramps. Falling phrases are removed from the text first so "calming"/"calmer" do not read as neutral.
+_FALLING_RE = re.compile(
+    r"\b(?:calm(?:s|ing|ed)? down|calming|calmer|quieter|softer|cool(?:s|ing|ed)?(?: down| off)?|"
+    r"fad(?:e|es|ing|ed)(?: away| out)?|soften(?:s|ing|ed)?|subsid(?:e|es|ing|ed)|less and less|"
+    r"decreasingly|di(?:e|es|ing) down|dying down|settl(?:e|es|ing|ed)(?: down)?|relax(?:es|ing|ed)|"
+    r"wind(?:s|ing)? down|eas(?:e|es|ing|ed)(?: off)?|diminish(?:es|ing|ed)?|wan(?:e|es|ing)|ebb(?:s|ing)?|"
+    r"trail(?:s|ing)? off|taper(?:s|ing)?(?: off)?|dwindl(?:e|es|ing)|less)\b"
+)
+_RISING_RE = re.compile(
+    r"\b(?:gradually|increasingly|progressively|steadily|more and more|more|"
+    r"grow(?:s|ing)?|build(?:s|ing)?(?: up)?|escalat(?:e|es|ing)|ris(?:e|es|ing)|mount(?:s|ing)|"
+    r"swell(?:s|ing)?|intensif(?:y|ies|ying)|ramp(?:s|ing)? up|work(?:s|ing)? (?:up|into)|"
+    r"heat(?:s|ing)? up)\b"
+)
+
 # Clause boundaries: punctuation, conjunctions, and just before a sequencing word.
 _CLAUSE_SPLIT_RE = re.compile(
     # a full stop between digits is a decimal point ("angry 0.8"), not a boundary
-    r"(?:[,;!?:]|\.(?!\d))+|\s+(?:and|but|while|whereas)\s+|\s+(?=(?:then|later|finally|afterwards|eventually)\b)"
+    r"((?:[,;!?:]|\.(?!\d))+|\s+(?:and|but|yet|while|whereas)\s+"
+    r"|\s+(?=(?:then|later|finally|afterwards|eventually)\b))"
 )
+_CONJUNCTION_RE = re.compile(r"\b(?:and|but|yet|while|whereas)\b")
 
 # Quoted anchors; a single quote only counts when it is not an apostrophe inside a word.
 _QUOTE_RE = re.compile(r"\"([^\"]*)\"|“([^”]*)”|(?<!\w)'(.*?)'(?!\w)|‘(.*?)’(?!\w)")
@@ -64,18 +115,18 @@ _FILLER_WORDS = """a an the at on in of to for as by with about from into over d
     seems seem seeming feels feel speaks speak speaking says say saying said talks talk talking
     reads read reading delivers deliver delivered when where while word words phrase line lines
     sentence sentences script text speech narration more less increasingly gradually slowly suddenly
-    like"""
+    like up down out off away very bit little quite rather almost just still even then now until till
+    throughout until toward towards whole rest remainder again each every"""
 _FILLER = frozenset(_FILLER_WORDS.split())
 
 
 @dataclass
 class _Clause:
-    text: str
-    position: str | None = None
-    label: str | None = None
-    intensity: float = 0.0
-    anchors: list[str] = field(default_factory=list)
+    instruction: Instruction
+    joined: bool = False  # joined to the previous clause by "and"/"but"/…, not by a comma or "then"
     unclear: bool = False  # it had words that were neither emotions, positions nor filler
+    explicit: bool = False  # an intensity word or number was given
+    manner_only: bool = False  # the emotion came from a delivery word ("whispering"), not an emotion word
 
 
 def interpret(
@@ -85,11 +136,17 @@ def interpret(
     vocab: Vocabulary,
 ) -> tuple[list[Cue | None], list[str]]:
     """Per-word cues (None where the description says nothing) and warnings for what was not understood."""
-    cues: list[Cue | None] = [None] * len(words)
+    instructions, warnings = read_description(description, vocab)
+    cues, placement_warnings = place(instructions, words, sentence_of)
+    return cues, warnings + placement_warnings
+
+
+def read_description(description: str, vocab: Vocabulary) -> tuple[list[Instruction], list[str]]:
+    """The description's instructions, in the order written, and warnings about what was not understood."""
     warnings: list[str] = []
     text = " ".join(description.split())
     if not text:
-        return cues, warnings
+        return [], warnings
 
     quotes: list[str] = []
 
@@ -98,95 +155,218 @@ def interpret(
         return f" \x01{len(quotes) - 1}\x01 "
 
     stashed = _QUOTE_RE.sub(_stash, text)
+    # "second and third sentences" is one span, "more and more" and "angrier and angrier" one ramp
+    stashed = _SPAN_AND_RE.sub(r"\1 to \2", stashed)
+    stashed = _REPEAT_RE.sub(_one_ramp, stashed)
+    pieces = _CLAUSE_SPLIT_RE.split(stashed)
 
     clauses: list[_Clause] = []
     dangling: _Clause | None = None  # "finally, very sad": a bare position belongs to the next part
-    for part in _CLAUSE_SPLIT_RE.split(stashed):
-        clause = _read_clause(part.strip(), quotes, vocab, warnings)
+    separator = ""
+    for k, piece in enumerate(pieces):
+        if k % 2:  # a separator
+            separator += piece
+            continue
+        clause = _read_clause(piece.strip(), quotes, vocab, warnings)
         if clause is None:
             continue
-        if clause.label is None and clause.position and not clause.anchors and not clause.unclear:
+        clause.joined = bool(_CONJUNCTION_RE.search(separator))
+        separator = ""
+        ins = clause.instruction
+        placed_only = (ins.position or ins.span) and not ins.anchors and not ins.ramp and not clause.unclear
+        if ins.label is None and placed_only:
             dangling = clause
             continue
-        if dangling is not None and clause.label is not None and clause.position is None:
-            clause.position = dangling.position
+        if dangling is not None and ins.position is None and ins.span is None:
+            ins.position, ins.span = dangling.instruction.position, dangling.instruction.span
         dangling = None
         clauses.append(clause)
     if dangling is not None:
-        warnings.append(f'no emotion follows "{dangling.text}" in the description; ignored')
+        warnings.append(f'no emotion follows "{dangling.instruction.text}" in the description; ignored')
 
-    phases = [c for c in clauses if c.label is not None and not c.anchors]
-    for first, stop, clause in _place_phases(phases, sentence_of, len(words), warnings):
-        source = "description" if len(phases) == 1 and phases[0].position is None else "cue"
-        assert clause.label is not None
-        for i in range(first, stop):
-            cues[i] = Cue(clause.label, clause.intensity, source)
+    _inherit(clauses, warnings)
+    clauses = _merge_mixed(clauses, vocab, warnings)
+    return [
+        c.instruction for c in clauses if c.instruction.label is not None or c.instruction.anchors
+    ], warnings
 
-    # Anchors are more specific than phases, so they are applied last.
-    normalised = [normalise_word(w) for w in words]
+
+def _one_ramp(match: re.Match[str]) -> str:
+    word = match.group(1).lower()
+    return {"more": "increasingly", "less": "decreasingly"}.get(word, f"increasingly {match.group(1)}")
+
+
+def _inherit(clauses: list[_Clause], warnings: list[str]) -> None:
+    """Parts that lean on another part: a ramp without an emotion ("then calming down") continues the
+    previous emotion, a ramp of the same emotion starts where the previous part left it ("irritated, growing
+    angrier"), a bare anchor after an anchored emotion takes that emotion ("angry at 'no' and 'never'"), and a
+    delivery word takes the whole script's emotion when one is named ("excited, shouting 'we won'")."""
+    whole = next((c.instruction for c in clauses if _is_plain(c.instruction) and not c.manner_only), None)
+    previous: Instruction | None = None
     for clause in clauses:
-        for quote in clause.anchors:
-            if clause.label is None:
-                warnings.append(f'no emotion given for "{quote}" in description part "{clause.text}"')
-                continue
-            target = [normalise_word(m.group()) for m in WORD_RE.finditer(quote)]
-            hits = _find_runs(normalised, target)
-            if not hits:
-                warnings.append(f'anchor "{quote}" from the description was not found in the script; ignored')
-            for start in hits:
-                for i in range(start, start + len(target)):
-                    cues[i] = Cue(clause.label, clause.intensity, "cue")
-    return cues, warnings
+        ins = clause.instruction
+        if ins.label is None and ins.ramp and previous is not None:
+            ins.label = previous.label
+            if not clause.explicit:
+                ins.intensity = previous.intensity
+        elif ins.label is None and ins.ramp:
+            warnings.append(f'"{ins.text}" changes an emotion but none is named before it; ignored')
+            ins.ramp = None
+        elif ins.label is None and ins.anchors and previous is not None and previous.anchors:
+            ins.label, ins.intensity = previous.label, previous.intensity
+        elif clause.manner_only and whole is not None and ins.position is None and ins.span is None:
+            ins.label = whole.label  # shouting for joy is happy: the delivery word only sets intensity
+        if previous is not None and ins.ramp and ins.label == previous.label:
+            if ins.ramp == RISING and previous.intensity < ins.intensity:
+                ins.ramp_low = previous.intensity  # rise from where the previous part left off
+            elif ins.ramp == FALLING and not clause.explicit:
+                ins.intensity = max(ins.intensity, previous.intensity)  # fall from where it was
+        if ins.label is not None:
+            previous = ins
+
+
+def _merge_mixed(clauses: list[_Clause], vocab: Vocabulary, warnings: list[str]) -> list[_Clause]:
+    """ "angry and sad": two plain emotions joined by a conjunction ask for both on the same words."""
+    merged: list[_Clause] = []
+    for clause in clauses:
+        ins = clause.instruction
+        last = merged[-1].instruction if merged else None
+        if (
+            last is not None
+            and clause.joined
+            and _is_plain(ins)
+            and _is_plain(last)
+            and ins.position is None  # no place of its own: it applies where the previous part does
+        ):
+            assert ins.label is not None and last.label is not None
+            if ins.label != last.label:
+                named = [(last.label, last.intensity, last.text), (ins.label, ins.intensity, ins.text)]
+                label, intensity = _choose(named, vocab, f"{last.text}; {ins.text}", warnings)
+            else:
+                label, intensity = ins.label, max(ins.intensity, last.intensity)
+            last.label, last.intensity = label, intensity
+            last.text = f"{last.text} and {ins.text}"
+            continue
+        merged.append(clause)
+    return merged
+
+
+def _is_plain(ins: Instruction) -> bool:
+    return ins.label is not None and not ins.anchors and ins.span is None and ins.ramp is None
+
+
+def _choose(
+    named: list[tuple[str, float, str]], vocab: Vocabulary, shown: str, warnings: list[str]
+) -> tuple[str, float]:
+    """One emotion for words asked to carry several: a real emotion beats neutral, then the strongest,
+    then the first named."""
+    real = [e for e in named if e[0] != vocab.neutral] or named
+    best = max(real, key=lambda e: e[1])  # max keeps the first on a tie
+    others = sorted({e[0] for e in named if e[0] != best[0]})
+    if others:
+        reason = "a real emotion beats neutral" if best[0] != vocab.neutral and len(real) < len(named) else ""
+        reason = reason or "the stronger one wins; on a tie the first named"
+        warnings.append(
+            f'"{shown}" asks for {" and ".join([best[0], *others])} on the same words; '
+            f"one emotion per word, so {best[0]} wins ({reason})"
+        )
+    return best[0], best[1]
+
+
+def _read_span(lowered: str, shown: str, warnings: list[str]) -> tuple[Span | None, str]:
+    match = _SPAN_RE.search(lowered)
+    if match is None:
+        return None, lowered
+    rest = lowered[: match.start()] + " " + lowered[match.end() :]
+    span = _span_of(match)
+    if span is None:
+        warnings.append(f'"{match.group().strip()}" in description part "{shown}" counts nothing; ignored')
+    return span, rest
+
+
+def _span_of(match: re.Match[str]) -> Span | None:
+    """The span a _SPAN_RE match names; None for "sentence 0" or "the last 0 words"."""
+    g = match.groupdict()
+    if g["half"]:
+        half = 0 if g["half"] in ("first", "1st", "former") else 1
+        return Span(HALF, half, half)
+    if g["unit_n"]:
+        raw = g["n"]
+        n = int(raw) if raw.isdigit() else _COUNTS[raw]
+        return Span(_unit(g["unit_n"]), n - 1, n - 1) if n > 0 else None
+    if g["ord_a"]:
+        a, b = (_index(_ORDINALS[g[key]]) for key in ("ord_a", "ord_b"))
+        return Span(_unit(g["unit_ab"]), a, b)
+    ordinal = _ORDINALS[g["ord"]]
+    raw = g["num"]
+    count = 1 if raw is None else (int(raw) if raw.isdigit() else _COUNTS[raw])
+    unit = _unit(g["unit"])
+    if count < 1:
+        return None
+    if ordinal < 0:  # the last two sentences
+        last = ordinal
+        return Span(unit, last - count + 1, last)
+    if raw is not None and ordinal == 1:  # the first two sentences
+        return Span(unit, 0, count - 1)
+    return Span(unit, ordinal - 1, ordinal - 1 + count - 1)
+
+
+def _index(ordinal: int) -> int:
+    return ordinal - 1 if ordinal > 0 else ordinal
+
+
+def _unit(word: str) -> str:
+    return WORD if word.startswith("word") else SENTENCE  # a line is a sentence
 
 
 def _read_clause(part: str, quotes: list[str], vocab: Vocabulary, warnings: list[str]) -> _Clause | None:
     if not part:
         return None
-    shown = _PLACEHOLDER_RE.sub(lambda m: f'"{quotes[int(m.group(1))]}"', part)
-    clause = _Clause(text=shown)
+    shown = " ".join(_PLACEHOLDER_RE.sub(lambda m: f'"{quotes[int(m.group(1))]}"', part).split())
+    ins = Instruction(text=shown, label=None)
+    clause = _Clause(instruction=ins)
     lowered = part.lower()
 
+    ins.span, lowered = _read_span(lowered, shown, warnings)
     positions: list[str] = []
     for kind, pattern in _POSITION_RES:
         if pattern.search(lowered):
             positions.append(kind)
             lowered = pattern.sub(" ", lowered)
-    explicit = [p for p in positions if p != NEXT]
-    if len(set(explicit)) > 1:
-        warnings.append(f'description part "{shown}" names several positions; using "{explicit[-1]}"')
-    clause.position = explicit[-1] if explicit else (NEXT if positions else None)
+    explicit_positions = [p for p in positions if p != NEXT]
+    if len(set(explicit_positions)) > 1:
+        warnings.append(
+            f'description part "{shown}" names several positions; using "{explicit_positions[-1]}"'
+        )
+    ins.position = explicit_positions[-1] if explicit_positions else (NEXT if positions else None)
 
+    if _FALLING_RE.search(lowered):
+        ins.ramp = FALLING
+        lowered = _FALLING_RE.sub(" ", lowered)
+    rising = bool(_RISING_RE.search(lowered))
+    lowered = _RISING_RE.sub(" ", lowered)
     tokens = _TOKEN_RE.findall(lowered)
-    clause.anchors = [quotes[int(m.group(1))] for t in tokens if (m := _PLACEHOLDER_RE.fullmatch(t))]
+    ins.anchors = [quotes[int(m.group(1))] for t in tokens if (m := _PLACEHOLDER_RE.fullmatch(t))]
     tokens = [t for t in tokens if not _PLACEHOLDER_RE.fullmatch(t)]
     phrase = read_phrase(tokens, vocab)
+    if not phrase.emotions and not phrase.manners and (guessed := _guess_spelling(tokens, vocab)) is not None:
+        typo, word = guessed
+        warnings.append(
+            f'read "{typo}" in description part "{shown}" as "{word}" (a guess: check the spelling)'
+        )
+        tokens = [word if t == typo else t for t in tokens]
+        phrase = read_phrase(tokens, vocab)
+    if ins.ramp is None and (rising or phrase.comparatives or _repeated(phrase)):
+        ins.ramp = RISING
 
-    emotions = phrase.emotions
-    if len({label for label, _, _ in emotions}) > 1:
-        # "even"/"plain"/"flat" are neutral synonyms but also ordinary adverbs: a real emotion wins.
-        emotions = [e for e in emotions if e[0] != vocab.neutral] or emotions
-    if emotions:
-        label, implied, word = emotions[0]
-        ignored = sorted({w for lbl, _, w in emotions if lbl != label})
-        if ignored:
-            warnings.append(f'description part "{shown}" names several emotions; used "{word}" only')
-        intensity = implied
-        if phrase.intensities:
-            intensity = phrase.intensities[-1][1]
-        for token, value in phrase.numbers:
-            if 0.0 <= value <= 1.0:
-                intensity = value
-            else:
-                warnings.append(f'intensity {token} in description part "{shown}" is outside 0..1; ignored')
-        clause.label = label
-        clause.intensity = 0.0 if label == vocab.neutral else float(intensity)
+    _read_emotion(clause, phrase, vocab, warnings)  # a ramp with no emotion inherits one later (_inherit)
     if phrase.negated:
         warnings.append(f'negated emotion {phrase.negated} in description part "{shown}" is not supported')
 
     leftovers = [t for t in phrase.unknown if t.lower() not in _FILLER]
     clause.unclear = bool(leftovers or phrase.numbers or phrase.intensities or phrase.negated)
-    if clause.label is None and not phrase.negated:
-        if clause.unclear and not clause.anchors:  # anchors without an emotion are reported later
+    if ins.label is None and not phrase.negated and not ins.ramp:
+        if clause.unclear and not ins.anchors:  # anchors without an emotion are reported later
             warnings.append(
                 f'no known emotion in description part "{shown}"; ignored '
                 f"(valid emotions: {', '.join(vocab.labels)})"
@@ -196,59 +376,50 @@ def _read_clause(part: str, quotes: list[str], vocab: Vocabulary, warnings: list
     return clause
 
 
-def _parts(sentence_of: list[int], n_words: int, k: int) -> list[int]:
-    """k+1 word boundaries splitting the script into k runs: by sentence when there are enough."""
-    n_sentences = (max(sentence_of) + 1) if sentence_of else 0
-    if n_sentences >= k:
-        groups = np.array_split(np.arange(n_sentences), k)
-        first_sentence = [int(g[0]) for g in groups]
-        bounds = [sentence_of.index(s) for s in first_sentence]
+def _guess_spelling(tokens: list[str], vocab: Vocabulary) -> tuple[str, str] | None:
+    """(typo, emotion word) for the first unknown token that is one or two letters off an emotion word."""
+    known = [*vocab.labels, *(s for e in vocab.emotions.values() for s in e.synonyms), *vocab.blends]
+    for token in tokens:
+        if len(token) < 4 or token in _FILLER or token in vocab.intensity_words or token in NEGATIONS:
+            continue
+        close = difflib.get_close_matches(token, known, n=1, cutoff=0.8)
+        if close:
+            return token, close[0]
+    return None
+
+
+def _repeated(phrase: Phrase) -> bool:
+    """ "angrier and angrier", "sad, sadder": the same emotion named twice in one part."""
+    labels = [label for label, _, _ in phrase.emotions]
+    return len(labels) > 1 and len(set(labels)) == 1
+
+
+def _read_emotion(clause: _Clause, phrase: Phrase, vocab: Vocabulary, warnings: list[str]) -> None:
+    ins = clause.instruction
+    named = phrase.emotions or phrase.manners  # a delivery word counts only when no emotion is named
+    if not named:
+        return
+    clause.manner_only = not phrase.emotions
+    for blend in phrase.blends:
+        parts = " + ".join(f"{label} {value:g}" for label, value in vocab.blends[blend].parts)
+        dominant = vocab.blends[blend].dominant
+        warnings.append(
+            f'blend "{blend}" is {parts}; its words get {dominant[0]} {dominant[1]:g} '
+            "(the dominant part: one emotion per word)"
+        )
+    if len({label for label, _, _ in named}) > 1:
+        label, implied = _choose(named, vocab, ins.text, warnings)
     else:
-        bounds = [int(g[0]) if len(g) else n_words for g in np.array_split(np.arange(n_words), k)]
-    return [*bounds, n_words]
-
-
-def _place_phases(
-    phases: list[_Clause], sentence_of: list[int], n_words: int, warnings: list[str]
-) -> list[tuple[int, int, _Clause]]:
-    """(first, stop, clause) word runs for each phase, in script order."""
-    if not phases:
-        return []
-    if len(phases) == 1 and phases[0].position is None:
-        return [(0, n_words, phases[0])]
-    opening = phases[0].position in (None, START, NEXT)
-    if opening and all(p.position in (None, NEXT) for p in phases[1:]):
-        # a plain sequence ("happy, then sad, then angry"): equal parts, one per phase
-        bounds = _parts(sentence_of, n_words, len(phases))
-        return [(bounds[i], bounds[i + 1], p) for i, p in enumerate(phases)]
-
-    # explicit positions: thirds; relative phases take the third after the previous phase
-    slot_of = {START: 0, MIDDLE: 1, END: 2}
-    slots: dict[int, _Clause] = {}
-    previous = -1
-    for phase in phases:
-        explicit = slot_of.get(phase.position or "")
-        slot = explicit if explicit is not None else min(previous + 1, 2)
-        if slot in slots:
-            warnings.append(f'description part "{phase.text}" overrides "{slots[slot].text}" (same part)')
-        slots[slot] = phase
-        previous = slot
-    bounds = _parts(sentence_of, n_words, 3)
-    ordered = sorted(slots.items())
-    placed: list[tuple[int, int, _Clause]] = []
-    for i, (slot, phase) in enumerate(ordered):
-        if i + 1 < len(ordered):
-            stop_slot = ordered[i + 1][0]  # hold until the next phase begins
-        elif phase.position in (START, MIDDLE):
-            stop_slot = slot + 1  # "calm at first" says nothing about later parts
+        label, implied = named[0][0], max(value for _, value, _ in named)
+    intensity = implied
+    if phrase.intensities:
+        intensity = phrase.intensities[-1][1]
+        clause.explicit = True
+    for token, value in phrase.numbers:
+        if 0.0 <= value <= 1.0:
+            intensity = value
+            clause.explicit = True
         else:
-            stop_slot = 3
-        placed.append((bounds[slot], bounds[stop_slot], phase))
-    return placed
-
-
-def _find_runs(words: list[str], target: list[str]) -> list[int]:
-    if not target:
-        return []
-    n = len(target)
-    return [i for i in range(len(words) - n + 1) if words[i : i + n] == target]
+            warnings.append(f'intensity {token} in description part "{ins.text}" is outside 0..1; ignored')
+    ins.label = label
+    ins.intensity = 0.0 if label == vocab.neutral else float(intensity)

@@ -47,6 +47,9 @@ class Phrase:
     """What a run of tokens says: emotions named, intensity words, numbers and the rest."""
 
     emotions: list[tuple[str, float, str]] = field(default_factory=list)  # (label, implied, word)
+    blends: list[str] = field(default_factory=list)  # blend words; their dominant part is in `emotions`
+    comparatives: list[str] = field(default_factory=list)  # emotion words in comparative form (angrier)
+    manners: list[tuple[str, float, str]] = field(default_factory=list)  # (label, implied, delivery word)
     negated: list[str] = field(default_factory=list)  # emotion words preceded by a negation
     intensities: list[tuple[str, float]] = field(default_factory=list)  # (word(s), value)
     numbers: list[tuple[str, float]] = field(default_factory=list)  # (token, value)
@@ -62,10 +65,12 @@ def read_phrase(tokens: list[str], vocab: Vocabulary) -> Phrase:
     negate = False
     while i < len(tokens):
         token = tokens[i].lower()
-        pair = f"{token} {tokens[i + 1].lower()}" if i + 1 < len(tokens) else ""
-        if pair in vocab.intensity_words:  # "a bit", "a little"
-            phrase.intensities.append((pair, vocab.intensity_words[pair]))
-            i += 2
+        # several-word intensity phrases, longest first: "a hint of", "a little bit", "a bit"
+        spans = [" ".join(t.lower() for t in tokens[i : i + n]) for n in (3, 2) if i + n <= len(tokens)]
+        multi = next((words for words in spans if words in vocab.intensity_words), None)
+        if multi is not None:
+            phrase.intensities.append((multi, vocab.intensity_words[multi]))
+            i += len(multi.split())
             continue
         if token in vocab.intensity_words:
             phrase.intensities.append((token, vocab.intensity_words[token]))
@@ -75,11 +80,27 @@ def read_phrase(tokens: list[str], vocab: Vocabulary) -> Phrase:
             continue
         elif (number := parse_number(token)) is not None:
             phrase.numbers.append((token, number))
+        elif token in vocab.blends:
+            if negate:
+                phrase.negated.append(token)
+            else:
+                phrase.blends.append(token)
+                label, value = vocab.blends[token].dominant
+                phrase.emotions.append((label, value, token))
+            negate = False
         elif (hit := lookup_emotion(token, vocab)) is not None:
             if negate:
                 phrase.negated.append(token)
             else:
                 phrase.emotions.append((hit[0], hit[1], token))
+                if vocab.lookup(token) is None and token.endswith("er"):
+                    phrase.comparatives.append(token)
+            negate = False
+        elif (manner := vocab.manner(token)) is not None:
+            if negate:
+                phrase.negated.append(token)
+            else:
+                phrase.manners.append((manner[0], manner[1], token))
             negate = False
         else:
             phrase.unknown.append(tokens[i])

@@ -1,20 +1,26 @@
 """Rule-based emotion planner: inline script tags plus a free-text description -> EmotionPlan.
 
-Precedence per word: inline tag > quoted anchor in the description > temporal phase > whole-script
-description emotion > neutral default.
+Precedence per word: inline tag > quoted anchor in the description > sentence/word span > temporal
+phase > whole-script description emotion > neutral default (always with a warning saying why).
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from emoflow.errors import InputError
 from models.plan.description import interpret
+from models.plan.language import language_warning
 from models.plan.phrases import read_phrase
+from models.plan.placement import Cue
 from models.plan.tokens import WORD_RE, sentence_ids
 from models.types import EmotionPlan, PlannedWord
 from models.vocabulary import Vocabulary, load_vocabulary
+
+# (words, sentence of each word) -> per-word cues and warnings; the rule reader or the LLM reader
+CueReader = Callable[[list[str], list[int]], tuple[list["Cue | None"], list[str]]]
 
 _TAG_RE = re.compile(r"\[([^\[\]]*)\]")
 _WORD_CHAR_RE = re.compile(r"[^\W_]")
@@ -32,22 +38,33 @@ class RulePlanner:
     """Deterministic planner; `version` goes into cache keys, so bump it whenever output can change."""
 
     name = "rules"
-    version = "1"
+    version = "2"
 
     def __init__(self, vocabulary: Vocabulary | None = None) -> None:
         self.vocabulary = vocabulary or load_vocabulary()
 
     def plan(self, script: str, description: str = "") -> EmotionPlan:
+        def read_cues(words: list[str], sentence_of: list[int]) -> tuple[list[Cue | None], list[str]]:
+            return interpret(description, words, sentence_of, self.vocabulary)
+
+        return self.plan_with(script, description, read_cues)
+
+    def plan_with(self, script: str, description: str, read_cues: CueReader) -> EmotionPlan:
+        """The plan with inline tags from the script and description cues from `read_cues`."""
         vocab = self.vocabulary
         clean, tags, warnings = self._strip_tags(script)
         spans = [(m.start(), m.end()) for m in WORD_RE.finditer(clean)]
         if not spans:
             raise InputError("script is empty: it has no words to speak once inline [tags] are removed")
+        for text, what in ((clean, "script"), (description, "description")):
+            if (warning := language_warning(text, what)) is not None:
+                warnings.append(warning)
 
         texts = [clean[a:b] for a, b in spans]
         sentence_of = sentence_ids(clean, [a for a, _ in spans])
-        cues, cue_warnings = interpret(description, texts, sentence_of, vocab)
+        cues, cue_warnings = read_cues(texts, sentence_of)
         warnings.extend(cue_warnings)
+        warnings.extend(self._neutral_warnings(description, tags, cues))
 
         words: list[PlannedWord] = []
         active: _Tag | None = None
@@ -77,6 +94,19 @@ class RulePlanner:
             warnings.append(f"tag {upcoming.text} at the end of the script applies to no words")
         return EmotionPlan(script=clean, words=words, warnings=warnings)
 
+    def _neutral_warnings(self, description: str, tags: list[_Tag], cues: list[Cue | None]) -> list[str]:
+        """Never a silent neutral: say why words fell back to neutral when nothing asked for it."""
+        if any(cue is not None for cue in cues):
+            return []
+        rest = "every word without an inline tag is" if tags else "every word is"
+        if not description.strip():
+            return [] if tags else ["no description and no inline tags, so every word is neutral"]
+        shown = description.strip() if len(description) <= 80 else description.strip()[:77] + "..."
+        return [
+            f'nothing in the description "{shown}" was understood as an emotion, so {rest} neutral '
+            f'(valid emotions: {", ".join(self.vocabulary.labels)}; e.g. "sad", \'angry at "never again"\')'
+        ]
+
     def _strip_tags(self, script: str) -> tuple[str, list[_Tag], list[str]]:
         """Clean script (tags removed, whitespace collapsed), tags with their clean offsets, warnings."""
         out: list[str] = []
@@ -95,20 +125,21 @@ class RulePlanner:
                 out.append(piece)
                 length += len(piece)
 
+        notes: list[str] = []
         for match in _TAG_RE.finditer(script):
             append(script[pos : match.start()], after_tag=bool(tags))
-            label, intensity = self._read_tag(match.group(0), match.group(1))
+            label, intensity = self._read_tag(match.group(0), match.group(1), notes)
             tags.append(_Tag(label, intensity, match.group(0), length))
             pos = match.end()
         append(script[pos:], after_tag=bool(tags))
 
         clean = "".join(out).rstrip(" ")
-        warnings: list[str] = []
+        warnings: list[str] = notes
         if "[" in clean or "]" in clean:
             warnings.append("an unbalanced '[' or ']' was kept as text; a tag looks like [angry 0.8]")
         return clean, tags, warnings
 
-    def _read_tag(self, written: str, body: str) -> tuple[str, float]:
+    def _read_tag(self, written: str, body: str, notes: list[str]) -> tuple[str, float]:
         vocab = self.vocabulary
         valid = ", ".join(vocab.labels)
         tokens = body.split()
@@ -129,7 +160,10 @@ class RulePlanner:
                 f"malformed intensity {bad!r} in tag {written}: use one number from 0 to 1 (or a percentage) "
                 f"or one intensity word ({', '.join(vocab.intensity_words)})"
             )
-        label, intensity, _ = phrase.emotions[0]
+        label, intensity, word = phrase.emotions[0]
+        if phrase.blends:
+            parts = " + ".join(f"{lbl} {value:g}" for lbl, value in self.vocabulary.blends[word].parts)
+            notes.append(f"blend tag {written} is {parts}; its words get {label} (the dominant part)")
         if phrase.numbers:
             token, intensity = phrase.numbers[0]
             if not 0.0 <= intensity <= 1.0:

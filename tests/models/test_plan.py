@@ -161,13 +161,15 @@ def test_unmatched_anchor_and_unknown_parts_are_warnings(planner: RulePlanner) -
 def test_negated_emotion_is_reported_not_applied(planner: RulePlanner) -> None:
     plan = planner.plan("Hello there.", "not sad")
     assert {w.label for w in plan.words} == {"neutral"}
-    assert len(plan.warnings) == 1 and "not supported" in plan.warnings[0]
+    assert len(plan.warnings) == 2 and "not supported" in plan.warnings[0]
+    assert "every word is neutral" in plan.warnings[1]  # never a silent neutral
 
 
 def test_anchor_without_emotion_is_one_warning(planner: RulePlanner) -> None:
     plan = planner.plan("Hello there.", "stress 'hello'")
     assert {w.label for w in plan.words} == {"neutral"}
-    assert len(plan.warnings) == 1 and "hello" in plan.warnings[0]
+    assert len(plan.warnings) == 2 and "hello" in plan.warnings[0]
+    assert "every word is neutral" in plan.warnings[1]
 
 
 def test_temporal_cues_split_words_into_thirds_without_sentences(planner: RulePlanner) -> None:
