@@ -3,27 +3,29 @@
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 
-from models.efp import prosody
-from models.efp.params import EFPConfig, FusionWeights, params_digest
+from models.efp import lexicon, prosody
+from models.efp.lexicon import LexiconEvidence
+from models.efp.params import SOURCES, EFPConfig, FusionWeights, fitted_weights, params_digest
 from models.efp.text import TextEvidence, softmax
 from models.types import CurvePoint, EmotionCurve, EmotionPlan, PlannedWord, Speech, Timings
 from models.vocabulary import Vocabulary, load_vocabulary
-
-SOURCES = ("plan", "text", "prosody")
 
 
 class EmbeddedEFP:
     """Per spoken word: a label distribution and an intensity, with each source's own opinion recorded.
 
-    `predict` is deterministic for given inputs and parameters; `version` changes with the code (BASE_VERSION)
-    and with any non-default weights or config, so it can go into cache keys.
+    Four sources (plan prior, MiniLM text, NRC/vocabulary lexicon, prosody) fuse log-linearly with the
+    weights fitted on data (fitted_fusion.json) unless others are passed. `predict` is deterministic for
+    given inputs and parameters; `version` carries BASE_VERSION (the code) and a digest of every weight and
+    config value, so it can go into cache keys.
     """
 
     name = "embedded-efp"
-    BASE_VERSION = "1"
+    BASE_VERSION = "2"
 
     def __init__(
         self,
@@ -32,14 +34,13 @@ class EmbeddedEFP:
         config: EFPConfig | None = None,
     ) -> None:
         self.vocabulary = vocabulary or load_vocabulary()
-        self.weights = weights or FusionWeights()
+        self.weights = weights or fitted_weights()
         self.config = config or EFPConfig()
         self.text = TextEvidence(self.vocabulary, self.config)
+        self.lexicon = LexiconEvidence(self.vocabulary, self.config)
 
     @property
     def version(self) -> str:
-        if self.weights == FusionWeights() and self.config == EFPConfig():
-            return self.BASE_VERSION
         return f"{self.BASE_VERSION}+{params_digest(self.weights, self.config)}"
 
     @property
@@ -50,7 +51,14 @@ class EmbeddedEFP:
 
     def plan_distributions(self, plan: EmotionPlan) -> np.ndarray:
         """[words, labels] prior from the plan, peaked on the planned label, sharper with intensity."""
-        return np.array([self._plan_prior(w) for w in plan.words]).reshape(len(plan.words), -1)
+        priors: dict[tuple[str, float, str], np.ndarray] = {}  # a long plan repeats a handful of keys
+        rows = []
+        for w in plan.words:
+            key = (w.label, float(w.intensity), w.source)
+            if key not in priors:
+                priors[key] = self._plan_prior(w)
+            rows.append(priors[key])
+        return np.array(rows).reshape(len(plan.words), len(self.vocabulary.labels))
 
     def _plan_prior(self, word: PlannedWord) -> np.ndarray:
         labels = self.vocabulary.labels
@@ -86,33 +94,64 @@ class EmbeddedEFP:
         """[words, labels] MiniLM zero-shot distributions."""
         return self.text.distributions(plan)
 
+    def lexicon_distributions(self, plan: EmotionPlan) -> tuple[np.ndarray, np.ndarray]:
+        """([words, labels] lexicon distributions, [words] kind: lexicon.HIT, CONTEXT or NONE)."""
+        return self.lexicon.distributions(plan)
+
     def prosody_evidence(
         self, speech: Speech, timings: Timings, plan: EmotionPlan
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(distributions [words, labels], per-word weight factor [words], z-scores [words, 3]).
 
-        Words without usable audio (zero duration, silence) borrow the mean of their nearest usable
-        neighbours at half weight; with no usable word at all the factor is 0 (plan + text decide).
+        z-scores are per utterance (this speech); see `prosody_from_z` for words without usable audio.
         """
         spans = self.spans(timings, plan)
         units = self._units(timings, plan, spans)
         raw = prosody.measure(speech.samples, speech.sample_rate, spans, units, self.config)
         z = prosody.zscores(raw, self.config)
-        probs = prosody.score(z, prosody.profiles(self.vocabulary), self.config.prosody_temperature)
-        factor = np.ones(len(plan.words))
-        usable = np.isfinite(probs).all(axis=1)
-        k = len(self.vocabulary.labels)
-        for i in np.flatnonzero(~usable):
-            before = [p for p in range(i - 1, -1, -1) if usable[p]][:1]
-            after = [p for p in range(i + 1, len(usable)) if usable[p]][:1]
-            near = before + after
-            if near:
-                probs[i] = probs[near].mean(axis=0)
-                factor[i] = 0.5
-            else:
-                probs[i] = 1.0 / k
-                factor[i] = 0.0
+        probs, factor = self.prosody_from_z(z)
         return probs, factor, z
+
+    def prosody_from_z(self, z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(distributions [words, labels], weight factor [words]) from per-word z-scores.
+
+        Words without usable audio (zero duration, silence) borrow the mean z-scores of their nearest usable
+        neighbours at half weight; with no usable word at all the factor is 0 (the other sources decide).
+        """
+        n, k = z.shape[0], len(self.vocabulary.labels)
+        usable = np.isfinite(z).any(axis=1)
+        z_used = z.copy()
+        factor = np.ones(n)
+        if not usable.all():
+            index = np.arange(n)
+            before = np.maximum.accumulate(np.where(usable, index, -1))  # nearest usable at or before i
+            after = np.minimum.accumulate(np.where(usable, index, n)[::-1])[::-1]  # ... at or after i
+            for i in np.flatnonzero(~usable):
+                near = [j for j in (before[i], after[i]) if 0 <= j < n]
+                if near:
+                    with np.errstate(all="ignore"):
+                        z_used[i] = np.nanmean(z[near], axis=0) if len(near) > 1 else z[near[0]]
+                    factor[i] = 0.5
+                else:
+                    factor[i] = 0.0
+        probs = prosody.score(z_used, prosody.profiles(self.vocabulary), self.config.prosody_temperature)
+        probs[~np.isfinite(probs).all(axis=1)] = 1.0 / k
+        return probs, factor
+
+    def evidence(self, speech: Speech, timings: Timings, plan: EmotionPlan) -> Evidence:
+        """What every source says about every word, before fusion."""
+        p_lexicon, lexicon_kind = self.lexicon_distributions(plan)
+        p_prosody, factor, z = self.prosody_evidence(speech, timings, plan)
+        return Evidence(
+            plan=self.plan_distributions(plan),
+            explicit=np.array([w.source != "default" for w in plan.words], dtype=bool),
+            text=self.text_distributions(plan),
+            lexicon=p_lexicon,
+            lexicon_kind=lexicon_kind,
+            prosody=p_prosody,
+            prosody_factor=factor,
+            z=z,
+        )
 
     # ---- timing helpers ---------------------------------------------------------------------------
 
@@ -150,21 +189,9 @@ class EmbeddedEFP:
         if not plan.words:
             return EmotionCurve(labels=labels, points=[], engine=self.engine)
         spans = self.spans(timings, plan)
-        p_plan = self.plan_distributions(plan)
-        p_text = self.text_distributions(plan)
-        p_prosody, factor, z = self.prosody_evidence(speech, timings, plan)
-
-        w = self.weights
-        weights = np.stack(
-            [np.full(len(plan.words), w.plan), np.full(len(plan.words), w.text), w.prosody * factor], axis=1
-        )
-        eps = 1e-6  # keeps log finite if a source ever says exactly 0
-        logits = (
-            weights[:, :1] * np.log(p_plan + eps)
-            + weights[:, 1:2] * np.log(p_text + eps)
-            + weights[:, 2:3] * np.log(p_prosody + eps)
-        )
-        fused = softmax(logits)
+        ev = self.evidence(speech, timings, plan)
+        fused = fuse(ev, self.weights)
+        weights = word_weights(ev, self.weights)
 
         profile = prosody.profiles(self.vocabulary)
         points: list[CurvePoint] = []
@@ -177,12 +204,13 @@ class EmbeddedEFP:
                     start=spans[i][0],
                     end=spans[i][1],
                     label=labels[j],
-                    intensity=self._intensity(word, labels[j], float(fused[i, j]), z[i], profile[j]),
+                    intensity=self._intensity(word, labels[j], float(fused[i, j]), ev.z[i], profile[j]),
                     distribution=_as_dict(labels, fused[i]),
                     sources={
-                        "plan": _as_dict(labels, p_plan[i]),
-                        "text": _as_dict(labels, p_text[i]),
-                        "prosody": _as_dict(labels, p_prosody[i]),
+                        "plan": _as_dict(labels, ev.plan[i]),
+                        "text": _as_dict(labels, ev.text[i]),
+                        "lexicon": _as_dict(labels, ev.lexicon[i]),
+                        "prosody": _as_dict(labels, ev.prosody[i]),
                     },
                     weights={name: float(weights[i, s]) for s, name in enumerate(SOURCES)},
                 )
@@ -208,3 +236,68 @@ class EmbeddedEFP:
 
 def _as_dict(labels: list[str], values: np.ndarray) -> dict[str, float]:
     return {label: float(v) for label, v in zip(labels, values, strict=True)}
+
+
+@dataclass(eq=False)
+class Evidence:
+    """Every source's distribution per word ([words, labels]) and what scales its weight per word."""
+
+    plan: np.ndarray
+    explicit: np.ndarray  # [words] bool: the plan word came from a tag, cue or description
+    text: np.ndarray
+    lexicon: np.ndarray
+    lexicon_kind: np.ndarray  # [words] lexicon.HIT, CONTEXT or NONE
+    prosody: np.ndarray
+    prosody_factor: np.ndarray  # [words] 1 own audio, 0.5 borrowed from neighbours, 0 none
+    z: np.ndarray  # [words, 3] prosody z-scores (NaN where unusable), for intensity
+
+    def __len__(self) -> int:
+        return int(self.plan.shape[0])
+
+
+EPS = 1e-6  # keeps log finite if a source ever says exactly 0
+PARAMETERS = ("plan", "plan_default", "text", "lexicon", "lexicon_context", "prosody")
+
+
+def design(ev: Evidence) -> np.ndarray:
+    """[words, parameters, labels]: fused logits = design @ parameter vector (PARAMETERS order).
+
+    The fit (models/efp/fit.py) optimises exactly this, so fitted weights mean the same thing here.
+    """
+    explicit = ev.explicit.astype(float)[:, None]
+    hit = (ev.lexicon_kind == lexicon.HIT).astype(float)[:, None]
+    context = (ev.lexicon_kind == lexicon.CONTEXT).astype(float)[:, None]
+    log_plan, log_lexicon = np.log(ev.plan + EPS), np.log(ev.lexicon + EPS)
+    return np.stack(
+        [
+            explicit * log_plan,
+            (1 - explicit) * log_plan,
+            np.log(ev.text + EPS),
+            hit * log_lexicon,
+            context * log_lexicon,
+            ev.prosody_factor[:, None] * np.log(ev.prosody + EPS),
+        ],
+        axis=1,
+    )
+
+
+def parameter_vector(weights: FusionWeights) -> np.ndarray:
+    values = weights.source_weights()
+    return np.array([values[name] for name in PARAMETERS])
+
+
+def fuse(ev: Evidence, weights: FusionWeights) -> np.ndarray:
+    """[words, labels] fused distribution."""
+    return softmax(np.einsum("npk,p->nk", design(ev), parameter_vector(weights)))
+
+
+def word_weights(ev: Evidence, weights: FusionWeights) -> np.ndarray:
+    """[words, SOURCES] the weight each source had for each word, as the inspector shows it."""
+    n = len(ev)
+    plan = np.where(ev.explicit, weights.plan, weights.plan_default)
+    lex = np.select(
+        [ev.lexicon_kind == lexicon.HIT, ev.lexicon_kind == lexicon.CONTEXT],
+        [weights.lexicon, weights.lexicon_context],
+        0.0,
+    )
+    return np.stack([plan, np.full(n, weights.text), lex, weights.prosody * ev.prosody_factor], axis=1)

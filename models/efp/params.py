@@ -1,31 +1,61 @@
-"""Every tunable number of the embedded EFP, in one place, so a later fit can replace them wholesale."""
+"""Every tunable number of the embedded EFP in one place: fitted fusion weights and fixed source shapes."""
 
 from __future__ import annotations
 
 import hashlib
 import json
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from emoflow.errors import EngineError
+
+FITTED_FILE = Path(__file__).with_name("fitted_fusion.json")
+SOURCES = ("plan", "text", "lexicon", "prosody")
 
 
 @dataclass(frozen=True)
 class FusionWeights:
     """Weights of the log-linear fusion: log p(label) = sum_s weight_s * log p_s(label) + const.
 
-    Defaults (hand-set, not fitted): the plan carries explicit user intent (tags are commands) and must win
-    where it is confident; MiniLM zero-shot ranks sentences sensibly but with small margins, so it nudges;
-    prosody z-scores are relative to the utterance (and the TTS already voiced the plan), so they mostly add
-    within-segment fluctuation.
+    The values that run are fitted on data (models/efp/fit.py, bench/efp_fit.py) and read from
+    fitted_fusion.json by `fitted_weights()`. A source's temperature is absorbed by its weight
+    (w * log softmax(s / T) = (w / T) * s + const), so only weights are fitted.
     """
 
-    plan: float = 1.0
-    text: float = 0.3
-    prosody: float = 0.25
+    plan: float  # plan prior where the plan is explicit (inline tag, description, temporal cue)
+    plan_default: float  # plan prior where nothing was asked (the default neutral)
+    text: float  # MiniLM zero-shot
+    lexicon: float  # NRC / vocabulary hit on the word itself
+    lexicon_context: float  # hits borrowed from neighbouring words
+    prosody: float  # per-word F0 / energy / rate, times the word's audio usability factor
     # how far one unit of arousal evidence (projection of the word's z-scores on the label's acoustic
-    # profile) moves intensity
+    # profile) moves intensity; hand-set: the fitting data has labels, not intensities
     arousal_gain: float = 0.15
 
     def source_weights(self) -> dict[str, float]:
-        return {"plan": self.plan, "text": self.text, "prosody": self.prosody}
+        return {
+            "plan": self.plan,
+            "plan_default": self.plan_default,
+            "text": self.text,
+            "lexicon": self.lexicon,
+            "lexicon_context": self.lexicon_context,
+            "prosody": self.prosody,
+        }
+
+
+# The hand-set weights that ran before the fit (no lexicon source then), kept to report the fit against.
+HAND_SET = FusionWeights(
+    plan=1.0, plan_default=1.0, text=0.3, lexicon=0.0, lexicon_context=0.0, prosody=0.25, arousal_gain=0.15
+)
+
+
+def fitted_weights(path: Path = FITTED_FILE) -> FusionWeights:
+    """The fitted weights shipped with the package; EngineError if the file is missing or malformed."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        return FusionWeights(**{k: float(v) for k, v in data["weights"].items()})
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise EngineError(f"cannot read the fitted EFP fusion weights from {path}: {exc}") from exc
 
 
 @dataclass(frozen=True)
@@ -42,8 +72,9 @@ class EFPConfig:
     context_words: int = 3
     sentence_mix: float = 0.5  # share of the whole-sentence embedding in a word's embedding
     prototype_max_mix: float = 0.5  # label score = mix * max + (1 - mix) * mean cosine over its prototypes
-    lexicon_bonus: float = 0.08  # added to a label's score, times implied intensity, when the word names it
     text_temperature: float = 0.1  # cosine margins are ~0.1-0.3: 0.1 turns them into 1-3 nats
+    # lexicon: a word without a hit borrows the hits this many words either side, inside its sentence
+    lexicon_window: int = 2
     # prosody
     prosody_temperature: float = 1.0  # p ~ exp(-d^2 / (2 T^2)) with d the distance in z units
     fmin: float = 60.0

@@ -31,8 +31,6 @@ def measure(
 
     A word is unusable when it is shorter than 10 ms or silent; F0 alone is NaN when no frame is voiced.
     """
-    import librosa  # imported here: librosa pulls in numba, which only the EFP needs
-
     out = np.full((len(spans), len(FEATURES)), np.nan)
     y = _mono(samples)
     sr = int(sample_rate)
@@ -42,8 +40,7 @@ def measure(
     hop = frame // 4
     if y.size < frame:
         y = np.pad(y, (0, frame - y.size))
-    f0 = librosa.yin(y, fmin=config.fmin, fmax=config.fmax, sr=sr, frame_length=frame, hop_length=hop)
-    rms_db = 20 * np.log10(librosa.feature.rms(y=y, frame_length=frame, hop_length=hop)[0] + 1e-10)
+    f0, rms_db = _frames(y, sr, frame, hop, config)
     n = min(len(f0), len(rms_db))
     f0, rms_db = f0[:n], rms_db[:n]
     ref_db = float(np.percentile(rms_db, 95))
@@ -51,7 +48,12 @@ def measure(
         return out
     # yin has no voicing decision: trust frames that are loud enough and not pinned to the search bounds
     voiced = (f0 > config.fmin * 1.02) & (f0 < config.fmax * 0.98) & (rms_db > ref_db - 30.0)
-    times = np.arange(n) * hop / sr
+    # frame i is centred at i * hop: a word's frames are one contiguous run, found by bisection
+    starts = np.array([s for s, _ in spans], dtype=float)
+    ends = np.array([e for _, e in spans], dtype=float)
+    centres = np.arange(n) * hop / sr
+    first = np.searchsorted(centres, np.nan_to_num(starts), side="left")
+    stop = np.searchsorted(centres, np.nan_to_num(ends), side="left")
 
     for i, ((start, end), count) in enumerate(zip(spans, units, strict=True)):
         duration = end - start
@@ -65,10 +67,39 @@ def measure(
             continue
         out[i, 1] = energy
         out[i, 2] = count / duration
-        frames = voiced & (times >= start) & (times < end)
-        if frames.any():
-            out[i, 0] = float(np.median(12 * np.log2(f0[frames] / 100.0)))
+        pitch = f0[first[i] : stop[i]][voiced[first[i] : stop[i]]]
+        if pitch.size:
+            out[i, 0] = float(np.median(12 * np.log2(pitch / 100.0)))
     return out
+
+
+CHUNK_FRAMES = 4096  # frames per yin call: long audio is analysed in pieces so memory stays flat
+
+
+def _frames(y: np.ndarray, sr: int, frame: int, hop: int, config: EFPConfig) -> tuple[np.ndarray, np.ndarray]:
+    """Per-frame F0 (yin) and RMS dB, frames centred at multiples of `hop`, computed chunk by chunk.
+
+    Same frames as librosa's centred analysis (zero padding of half a frame), so short and long audio are
+    measured alike; the chunks only bound the size of yin's frame matrix.
+    """
+    import librosa
+
+    padded = np.pad(y, (frame // 2, frame // 2))
+    n = 1 + len(y) // hop
+    f0_parts: list[np.ndarray] = []
+    rms_parts: list[np.ndarray] = []
+    for a in range(0, n, CHUNK_FRAMES):
+        b = min(n, a + CHUNK_FRAMES)
+        piece = padded[a * hop : (b - 1) * hop + frame]
+        if piece.size < frame:
+            piece = np.pad(piece, (0, frame - piece.size))
+        f0 = librosa.yin(
+            piece, fmin=config.fmin, fmax=config.fmax, sr=sr, frame_length=frame, hop_length=hop, center=False
+        )
+        f0_parts.append(f0)
+        rms = librosa.feature.rms(y=piece, frame_length=frame, hop_length=hop, center=False)[0]
+        rms_parts.append(20 * np.log10(rms + 1e-10))
+    return np.concatenate(f0_parts), np.concatenate(rms_parts)
 
 
 def zscores(features: np.ndarray, config: EFPConfig) -> np.ndarray:
@@ -95,17 +126,25 @@ def profiles(vocabulary: Vocabulary) -> np.ndarray:
     )
 
 
+def squared_distances(z: np.ndarray, profile: np.ndarray) -> np.ndarray:
+    """[words, labels] squared distance from each word's z-scores to each profile, over the features the
+    word has; rows of NaN where it has none."""
+    have = np.isfinite(z)
+    diff = np.where(have[:, None, :], np.nan_to_num(z)[:, None, :] - profile[None, :, :], 0.0)
+    d2 = (diff**2).sum(axis=2)
+    d2[~have.any(axis=1)] = np.nan
+    return d2
+
+
 def score(z: np.ndarray, profile: np.ndarray, temperature: float) -> np.ndarray:
     """[words, labels] p ~ exp(-d^2 / 2T^2) over the features the word has; rows of NaN where it has none."""
-    out = np.full((z.shape[0], profile.shape[0]), np.nan)
-    for i, row in enumerate(z):
-        have = np.isfinite(row)
-        if not have.any():
-            continue
-        d2 = ((row[have][None, :] - profile[:, have]) ** 2).sum(axis=1)
-        logits = -d2 / (2 * temperature**2)
-        e = np.exp(logits - logits.max())
-        out[i] = e / e.sum()
+    logits = -squared_distances(z, profile) / (2 * temperature**2)
+    usable = np.isfinite(logits).all(axis=1)
+    out = np.full(logits.shape, np.nan)
+    if usable.any():
+        shifted = logits[usable] - logits[usable].max(axis=1, keepdims=True)
+        e = np.exp(shifted)
+        out[usable] = e / e.sum(axis=1, keepdims=True)
     return out
 
 

@@ -10,13 +10,14 @@ import numpy as np
 
 from emoflow.errors import EngineError
 from models.efp.params import EFPConfig
-from models.plan.phrases import lookup_emotion
 from models.plan.tokens import sentence_ids
 from models.types import EmotionPlan
 from models.vocabulary import Vocabulary
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
+
+SENTENCE_BLOCK = 64  # words; longer sentences are read in blocks (MiniLM truncates at 256 word pieces)
 
 _MODEL: SentenceTransformer | None = None
 _MODEL_LOCK = threading.Lock()
@@ -86,7 +87,11 @@ class TextEvidence:
             return self._prototypes
 
     def contexts(self, plan: EmotionPlan) -> tuple[list[str], list[str]]:
-        """(window text, sentence text) per word; windows stay inside the word's sentence."""
+        """(window text, sentence text) per word; windows stay inside the word's sentence.
+
+        A sentence longer than SENTENCE_BLOCK words (an unpunctuated script) is read in blocks of that
+        many words: MiniLM truncates long inputs anyway, and each text is then built once, not per word.
+        """
         words = plan.words
         sentence_of = sentence_ids(plan.script, [w.char_start for w in words])
         bounds: dict[int, tuple[int, int]] = {}
@@ -96,11 +101,16 @@ class TextEvidence:
         c = self.config.context_words
         windows: list[str] = []
         sentences: list[str] = []
+        blocks: dict[tuple[int, int], str] = {}
         for i, s in enumerate(sentence_of):
             first, stop = bounds[s]
             a, b = max(first, i - c), min(stop, i + c + 1)
             windows.append(plan.script[words[a].char_start : words[b - 1].char_end])
-            sentences.append(plan.script[words[first].char_start : words[stop - 1].char_end])
+            start = first + (i - first) // SENTENCE_BLOCK * SENTENCE_BLOCK
+            end = min(stop, start + SENTENCE_BLOCK)
+            if (start, end) not in blocks:
+                blocks[(start, end)] = plan.script[words[start].char_start : words[end - 1].char_end]
+            sentences.append(blocks[(start, end)])
         return windows, sentences
 
     def scores(self, plan: EmotionPlan) -> np.ndarray:
@@ -108,7 +118,8 @@ class TextEvidence:
         if not plan.words:
             return np.zeros((0, len(self.vocabulary.labels)))
         windows, sentences = self.contexts(plan)
-        unique = list(dict.fromkeys(windows + sentences))  # repeated windows are embedded once
+        # repeated windows are embedded once; `embed` batches them, so a long script is a few hundred batches
+        unique = list(dict.fromkeys(windows + sentences))
         vectors = embed(unique)
         row = {text: i for i, text in enumerate(unique)}
         mix = self.config.sentence_mix
@@ -123,12 +134,6 @@ class TextEvidence:
             own = cosines[:, owners == j]
             if own.shape[1]:  # a label without prototypes keeps score 0 (an unrelated sentence)
                 out[:, j] = m * own.max(axis=1) + (1 - m) * own.mean(axis=1)
-        # MiniLM dilutes a single emotion word in its window; the vocabulary knows "furious" is angry
-        labels = self.vocabulary.labels
-        for i, word in enumerate(plan.words):
-            hit = lookup_emotion(word.text, self.vocabulary)
-            if hit is not None:
-                out[i, labels.index(hit[0])] += self.config.lexicon_bonus * hit[1]
         return out
 
     def distributions(self, plan: EmotionPlan) -> np.ndarray:

@@ -1,4 +1,4 @@
-"""EmbeddedEFP with the real MiniLM and real librosa on synthetic speech."""
+"""EmbeddedEFP with the real MiniLM, NRC lexicon and librosa on synthetic speech, with the fitted weights."""
 
 from __future__ import annotations
 
@@ -65,7 +65,7 @@ def check_curve(curve: EmotionCurve, plan: EmotionPlan, speech: Speech) -> None:
         assert sum(point.distribution.values()) == pytest.approx(1.0, abs=1e-6)
         assert point.label == max(point.distribution, key=point.distribution.__getitem__)
         assert 0.0 <= point.intensity <= 1.0
-        assert set(point.sources) == {"plan", "text", "prosody"} == set(point.weights)
+        assert set(point.sources) == {"plan", "text", "lexicon", "prosody"} == set(point.weights)
         for dist in point.sources.values():
             assert set(dist) == set(curve.labels)
             assert sum(dist.values()) == pytest.approx(1.0, abs=1e-6)
@@ -79,7 +79,10 @@ def test_one_point_per_word_with_sources_and_weights(efp: EmbeddedEFP, planner: 
     curve = efp.predict(speech, speech.timings, plan)
     check_curve(curve, plan, speech)
     assert curve.engine == f"embedded-efp@{efp.version}"
-    assert curve.points[0].weights == {"plan": 1.0, "text": 0.3, "prosody": 0.25}
+    w = efp.weights
+    first = curve.points[0].weights  # untagged: the default plan's weight; full audio
+    assert (first["plan"], first["text"], first["prosody"]) == (w.plan_default, w.text, w.prosody)
+    assert curve.points[5].weights["plan"] == w.plan  # tagged
     assert {p.label for p in curve.points[5:]} == {"sad"}
     frames = curve.per_frame(fps=25, n_frames=int(speech.duration * 25))
     assert frames.probs.shape == (int(speech.duration * 25), len(curve.labels))
@@ -139,8 +142,8 @@ def test_silent_and_zero_duration_words_fall_back(efp: EmbeddedEFP, planner: Rul
     curve = efp.predict(speech, speech.timings, plan)
     check_curve(curve, plan, speech)
     for i in (4, 5, 8):  # borrowed from neighbours at half weight
-        assert curve.points[i].weights["prosody"] == pytest.approx(0.125)
-    assert curve.points[0].weights["prosody"] == 0.25
+        assert curve.points[i].weights["prosody"] == pytest.approx(0.5 * efp.weights.prosody)
+    assert curve.points[0].weights["prosody"] == efp.weights.prosody
     assert {p.label for p in curve.points} == {"happy"}
 
 
@@ -178,12 +181,17 @@ def test_missing_timings_and_phoneme_rate(efp: EmbeddedEFP, planner: RulePlanner
 def test_weights_are_a_constructor_argument_and_change_the_version(planner: RulePlanner) -> None:
     plan = planner.plan("[angry] Fine, whatever you say.")
     speech = synth(plan)
-    plan_only = EmbeddedEFP(weights=FusionWeights(plan=1.0, text=0.0, prosody=0.0))
+    plan_only = EmbeddedEFP(
+        weights=FusionWeights(
+            plan=1.0, plan_default=1.0, text=0.0, lexicon=0.0, lexicon_context=0.0, prosody=0.0
+        )
+    )
     assert plan_only.version != EmbeddedEFP().version
+    assert EmbeddedEFP().version.startswith(f"{EmbeddedEFP.BASE_VERSION}+")
     assert EmbeddedEFP(config=EFPConfig(context_words=5)).version != EmbeddedEFP().version
     curve = plan_only.predict(speech, speech.timings, plan)
     for point in curve.points:
-        assert point.weights == {"plan": 1.0, "text": 0.0, "prosody": 0.0}
+        assert point.weights == {"plan": 1.0, "text": 0.0, "lexicon": 0.0, "prosody": 0.0}
         assert point.distribution == pytest.approx(point.sources["plan"], abs=1e-5)
 
 
@@ -195,3 +203,23 @@ def test_text_model_loads_once_across_threads() -> None:
     for thread in threads:
         thread.join()
     assert len(seen) == 4 and all(m is seen[0] for m in seen)
+
+
+def test_without_a_plan_the_words_decide_and_a_tag_overrules_them(
+    efp: EmbeddedEFP, planner: RulePlanner
+) -> None:
+    sad_line = "My old dog died today and I cannot stop crying."
+    untagged = planner.plan(sad_line)
+    speech = synth(untagged)
+    curve = efp.predict(speech, speech.timings, untagged)
+    labels = [p.label for p in curve.points]
+    assert labels.count("sad") > len(labels) / 2  # the default neutral plan is weak; text and lexicon lead
+    crying = curve.points[-1]
+    assert crying.text == "crying" and crying.weights["lexicon"] == efp.weights.lexicon  # an NRC hit by lemma
+    assert crying.sources["lexicon"]["sad"] == max(crying.sources["lexicon"].values())
+    assert efp.predict(speech, speech.timings, untagged) == curve  # deterministic
+
+    tagged = planner.plan(f"[happy 0.4] {sad_line}")  # user intent, even against the words
+    curve = efp.predict(speech, speech.timings, tagged)
+    assert {p.label for p in curve.points} == {"happy"}
+    assert all(p.weights["plan"] == efp.weights.plan for p in curve.points)
