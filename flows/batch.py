@@ -1,8 +1,9 @@
 """Many narrations at once: from a manifest, or by draining the store's queue of pending jobs.
 
 Each job is one `narrate` flow run inside a task, so Prefect's task runner sets the parallelism
-(threads by default, Dask as an option) and one failed job never stops the others. Every job
-still goes through the store, so re-running a manifest reuses every finished step.
+(threads by default, Dask as an option) and one failed job never stops the others. Each job's
+engines get an equal share of the cores (emoflow.threads). Every job still goes through the store,
+so re-running a manifest reuses every finished step.
 """
 
 from __future__ import annotations
@@ -10,6 +11,8 @@ from __future__ import annotations
 import getpass
 import os
 import socket
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -20,8 +23,10 @@ from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settin
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from emoflow.errors import EmoflowError, InputError
+from emoflow.jobs import JobSpec
 from emoflow.manifest import ManifestRow
 from emoflow.settings import get_settings
+from emoflow.threads import engine_threads, set_engine_threads, threads_per_worker
 from flows.narrate import narrate
 from tasks.context import open_store
 from tasks.intake import submit_job
@@ -40,67 +45,84 @@ class JobOutcome:
     error: str | None = None
 
 
-@task(name="narrate-job", cache_policy=NO_CACHE)
-def narrate_job(job_id: str, row_id: str, where: str) -> JobOutcome:
+@task(name="narrate-row", cache_policy=NO_CACHE)
+def narrate_row(spec: JobSpec, row_id: str, where: str, engine_threads: int) -> JobOutcome:
+    """Validate and record one manifest row's job, then narrate it. Validation (face detection
+    included) runs in the workers too, alongside the other jobs rather than before them all."""
+    set_engine_threads(engine_threads)
     try:
-        # settings contexts do not follow the task into its worker thread: repeat the heartbeat switch
-        with temporary_settings({PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
-            result = narrate(job_id)
-    except Exception as exc:  # one job's failure is reported, never raised into the batch
-        run = open_store().job_runs(job_id)[-1]
-        outcome = JobOutcome(row_id, where, "failed", job_id, run.id, error=str(exc) or type(exc).__name__)
-    else:
-        steps = open_store().run(result.run_id).steps
-        computed = sum(1 for step in steps if not step.cache_hit)
-        outcome = JobOutcome(
-            row_id, where, "succeeded", job_id, result.run_id, computed, result.published["video.mp4"]
-        )
-    emit("job_finished", outcome)
-    return outcome
+        job_id = submit_job(spec, get_settings(), open_store())
+    except EmoflowError as exc:
+        return _rejected(row_id, where, str(exc))
+    return _narrate_one(job_id, row_id, where, engine_threads)
+
+
+@task(name="drain-worker", cache_policy=NO_CACHE)
+def drain_worker(claimer: str, engine_threads: int, quota: int | None) -> list[JobOutcome]:
+    """One worker slot: claim one pending job at a time and narrate it, until the queue is empty or
+    `quota` jobs are done. Claiming one at a time keeps overlapping drains (threads, Dask workers,
+    other processes or machines) evenly loaded."""
+    outcomes: list[JobOutcome] = []
+    while quota is None or len(outcomes) < quota:
+        claimed = open_store().claim_pending_jobs(claimer, 1)
+        if not claimed:
+            break
+        outcomes.append(_narrate_one(claimed[0], claimed[0][:8], "queue", engine_threads))
+    return outcomes
 
 
 @flow(name="batch", task_runner=ThreadPoolTaskRunner(max_workers=2), validate_parameters=False)
-def narrate_jobs(jobs: list[tuple[str, str, str]]) -> list[JobOutcome]:
-    """Narrate (job_id, row_id, where) triples concurrently; returns one outcome per job, in order."""
-    futures = [narrate_job.submit(job_id, row_id, where) for job_id, row_id, where in jobs]
-    outcomes = [future.result() for future in futures]
-    create_table_artifact(
-        table=[asdict(outcome) for outcome in outcomes],
-        key="batch-summary",
-        description=f"{sum(o.status == 'succeeded' for o in outcomes)} of {len(outcomes)} jobs narrated",
-    )
-    return outcomes
+def narrate_rows(rows: list[tuple[JobSpec, str, str]], engine_threads: int) -> list[JobOutcome]:
+    """Narrate (spec, row_id, where) rows concurrently; returns one outcome per row, in order."""
+    futures = [narrate_row.submit(spec, row_id, where, engine_threads) for spec, row_id, where in rows]
+    return _summarised([future.result() for future in futures])
+
+
+@flow(name="drain", task_runner=ThreadPoolTaskRunner(max_workers=2), validate_parameters=False)
+def drain_jobs(claimer: str, quotas: list[int | None], engine_threads: int) -> list[JobOutcome]:
+    """One drain-worker per quota, all claiming from the store's queue at once."""
+    futures = [drain_worker.submit(claimer, engine_threads, quota) for quota in quotas]
+    return _summarised([outcome for future in futures for outcome in future.result()])
 
 
 def run_manifest(
     rows: list[ManifestRow], workers: int | None = None, task_runner: Any = None
 ) -> list[JobOutcome]:
-    """Submit every valid row, narrate them concurrently; bad rows come back as "rejected"."""
-    settings, store = get_settings(), open_store()
+    """Narrate every valid row concurrently; malformed rows and rows whose job fails validation
+    come back as "rejected"."""
     outcomes: dict[int, JobOutcome] = {}
-    jobs: list[tuple[str, str, str]] = []
-    order: list[int] = []
+    valid: list[tuple[int, JobSpec, ManifestRow]] = []
     for position, row in enumerate(rows):
-        try:
-            if row.spec is None:
-                raise EmoflowError(row.error or "invalid row")
-            jobs.append((submit_job(row.spec, settings, store), row.row_id, row.where))
-            order.append(position)
-        except EmoflowError as exc:
-            outcomes[position] = JobOutcome(row.row_id, row.where, "rejected", error=str(exc))
-            emit("job_finished", outcomes[position])
-    for position, outcome in zip(order, _narrate(jobs, workers, task_runner), strict=True):
-        outcomes[position] = outcome
+        if row.spec is None:
+            outcomes[position] = _rejected(row.row_id, row.where, row.error or "invalid row")
+        else:
+            valid.append((position, row.spec, row))
+    if valid:
+        with _batch_threads(workers or get_settings().workers, task_runner) as (runner, threads):
+            narrated = narrate_rows.with_options(task_runner=runner)(
+                [(spec, row.row_id, row.where) for _, spec, row in valid], threads
+            )
+        for (position, _, _), outcome in zip(valid, narrated, strict=True):
+            outcomes[position] = outcome
     return [outcomes[position] for position in range(len(rows))]
 
 
 def drain_queue(
     limit: int | None = None, workers: int | None = None, task_runner: Any = None
 ) -> list[JobOutcome]:
-    """Claim pending jobs (safe when drains overlap) and narrate them."""
-    claimer = f"drain@{socket.gethostname()}:{getpass.getuser()}"
-    job_ids = open_store().claim_pending_jobs(claimer, limit)
-    return _narrate([(job_id, job_id[:8], "queue") for job_id in job_ids], workers, task_runner)
+    """Narrate pending jobs, each worker claiming one at a time (safe when drains overlap), until
+    the queue is empty or `limit` jobs are done."""
+    count = workers or get_settings().workers
+    if limit is not None:
+        count = min(count, limit)
+        if count < 1:
+            return []
+        quotas: list[int | None] = [limit // count + (slot < limit % count) for slot in range(count)]
+    else:
+        quotas = [None] * count
+    claimer = f"drain@{socket.gethostname()}:{getpass.getuser()}:{os.getpid()}"
+    with _batch_threads(count, task_runner) as (runner, threads):
+        return drain_jobs.with_options(task_runner=runner)(claimer, quotas, threads)
 
 
 @flow(name="drain-queue")
@@ -126,11 +148,47 @@ def make_task_runner(kind: str, workers: int) -> Any:
     raise InputError(f"unknown task runner {kind!r}; choose threads or dask")
 
 
-def _narrate(jobs: list[tuple[str, str, str]], workers: int | None, task_runner: Any) -> list[JobOutcome]:
-    if not jobs:
-        return []
+@contextmanager
+def _batch_threads(workers: int, task_runner: Any) -> Iterator[tuple[Any, int]]:
+    """The task runner and each job's engine threads, with that budget set in this process (thread
+    workers share it; a Dask worker sets it again in its own process) and no flow heartbeats."""
     settings = get_settings()
-    runner = task_runner or make_task_runner(settings.task_runner, workers or settings.workers)
+    runner = task_runner or make_task_runner(settings.task_runner, workers)
+    threads = threads_per_worker(workers, settings.engine_threads)
     # heartbeats cost ~0.8 s per flow run and the store records crashes itself (see flows.narrate)
-    with temporary_settings({PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
-        return narrate_jobs.with_options(task_runner=runner)(jobs)
+    with engine_threads(threads), temporary_settings({PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
+        yield runner, threads
+
+
+def _narrate_one(job_id: str, row_id: str, where: str, threads: int) -> JobOutcome:
+    set_engine_threads(threads)  # no-op for thread workers; a Dask worker process sets its own
+    try:
+        # settings contexts do not follow the task into its worker thread: repeat the heartbeat switch
+        with temporary_settings({PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
+            result = narrate(job_id)
+    except Exception as exc:  # one job's failure is reported, never raised into the batch
+        run = open_store().job_runs(job_id)[-1]
+        outcome = JobOutcome(row_id, where, "failed", job_id, run.id, error=str(exc) or type(exc).__name__)
+    else:
+        steps = open_store().run(result.run_id).steps
+        computed = sum(1 for step in steps if not step.cache_hit)
+        outcome = JobOutcome(
+            row_id, where, "succeeded", job_id, result.run_id, computed, result.published["video.mp4"]
+        )
+    emit("job_finished", outcome)
+    return outcome
+
+
+def _rejected(row_id: str, where: str, error: str) -> JobOutcome:
+    outcome = JobOutcome(row_id, where, "rejected", error=error)
+    emit("job_finished", outcome)
+    return outcome
+
+
+def _summarised(outcomes: list[JobOutcome]) -> list[JobOutcome]:
+    create_table_artifact(
+        table=[asdict(outcome) for outcome in outcomes],
+        key="batch-summary",
+        description=f"{sum(o.status == 'succeeded' for o in outcomes)} of {len(outcomes)} jobs narrated",
+    )
+    return outcomes

@@ -41,6 +41,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 
 from emoflow.errors import EngineError
+from emoflow.threads import onnx_intra_op_threads
 from models.tts import common, streaming
 from models.tts.common import Sentence, Unit, WordSpan
 from models.tts.shaping import TimeMap, WordShape, apply_gain, needs_world, reshape
@@ -151,6 +152,8 @@ class PiperEngine(streaming.StreamingSynthesis):
                     "use PiperEngine(noise='zero') for deterministic or noise='random' for unseeded audio"
                 )
         options = onnxruntime.SessionOptions()
+        # 0 (onnxruntime's default: every core) unless a batch shares the cores among its workers
+        options.intra_op_num_threads = onnx_intra_op_threads()
         session = onnxruntime.InferenceSession(
             model.SerializeToString(), sess_options=options, providers=["CPUExecutionProvider"]
         )

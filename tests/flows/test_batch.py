@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -12,6 +15,7 @@ from emoflow.errors import InputError
 from emoflow.jobs import parse_job
 from emoflow.manifest import load_manifest
 from emoflow.settings import get_settings
+from emoflow.threads import available_cores, engine_threads, onnx_intra_op_threads, threads_per_worker
 from flows.batch import drain_queue, make_task_runner, run_manifest
 from tasks.context import open_store
 from tasks.intake import submit_job
@@ -47,16 +51,50 @@ def test_manifest_batch_isolates_failures_and_reruns_from_the_store(
 
 
 def test_queued_jobs_are_drained_once(prefect_api: str, emoflow_home: Path, tmp_path: Path) -> None:
-    spec = parse_job(
-        {"script": "Queued hello.", "portrait": "skimage:astronaut", "tts_engine": "espeak", "size": 128},
-        tmp_path,
-    )
     store = open_store()
-    job_id = submit_job(spec, get_settings(), store, queued=True)
-    assert store.job(job_id).status == "pending"
-    (outcome,) = drain_queue()
-    assert outcome.status == "succeeded" and outcome.job_id == job_id
+    job = {"portrait": "skimage:astronaut", "tts_engine": "espeak", "size": 128}
+    job_ids = [
+        submit_job(parse_job({**job, "script": script}, tmp_path), get_settings(), store, queued=True)
+        for script in ("Queued hello.", "Queued again.")
+    ]
+    assert [store.job(job_id).status for job_id in job_ids] == ["pending", "pending"]
+    (first,) = drain_queue(limit=1, workers=2)  # the limit caps the workers, each claiming one job at a time
+    assert first.status == "succeeded" and first.job_id in job_ids
+    (left,) = (job_id for job_id in job_ids if job_id != first.job_id)
+    assert store.job(left).status == "pending"
+    (second,) = drain_queue(workers=2)
+    assert second.status == "succeeded" and second.job_id == left
     assert drain_queue() == []  # nothing left to claim
+
+
+def test_thread_budget_shares_the_cores_among_workers() -> None:
+    cores = available_cores()
+    assert threads_per_worker(1) == cores
+    assert threads_per_worker(2) == max(1, cores // 2)
+    assert threads_per_worker(4 * cores) == 1  # never zero
+    assert threads_per_worker(2, engine_threads=3) == 3  # the setting wins
+
+
+def test_thread_budget_reaches_torch_opencv_onnxruntime_and_child_processes() -> None:
+    import cv2
+    import torch
+
+    from models.tts.piper_engine import PiperEngine
+
+    before = (torch.get_num_threads(), cv2.getNumThreads(), os.environ.get("OMP_NUM_THREADS"))
+    with engine_threads(1):
+        assert (torch.get_num_threads(), cv2.getNumThreads()) == (1, 1)
+        child = subprocess.run(
+            [sys.executable, "-c", "import os; print(os.environ['OMP_NUM_THREADS'])"],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        assert child.stdout.strip() == "1"
+        session = PiperEngine(reshape=False).voice.session  # a voice loaded under the budget
+        assert session.get_session_options().intra_op_num_threads == 1
+    assert (torch.get_num_threads(), cv2.getNumThreads(), os.environ.get("OMP_NUM_THREADS")) == before
+    assert onnx_intra_op_threads() == 0  # sessions created later get onnxruntime's default again
 
 
 @pytest.mark.parametrize("emoflow_home", ["sqlite"], indirect=True)  # not about the database
