@@ -34,6 +34,7 @@ class JobSpec(BaseModel):
     tts_engine: str | None = None
     aligner: str | None = None
     efp_engine: str | None = None
+    efp_model: str | None = Field(default=None, description="learned EFP model: a store name, sha256 or file")
     renderer: str | None = None
 
     weights: str | None = Field(default=None, description="diffusion weights: a directory or a hub id")
@@ -79,6 +80,7 @@ class JobSpec(BaseModel):
             "tts_engine": self.tts_engine or settings.tts_engine,
             "aligner": self.aligner or settings.aligner,
             "efp_engine": self.efp_engine or settings.efp_engine,
+            "efp_model": self.efp_model or settings.efp_model,
             "renderer": self.renderer or settings.renderer,
             "fps": self.fps or settings.fps,
             "size": self.size or settings.size,

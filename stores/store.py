@@ -388,6 +388,12 @@ class ArtifactStore:
             rows = session.scalars(query.limit(limit))
             return [_audit_record(r) for r in rows]
 
+    def audit_events_by_action(self, action: str, limit: int = 1000) -> list[AuditRecord]:
+        """The newest `limit` events of one action, newest first (e.g. "efp.train" to find models by name)."""
+        with self._session() as session:
+            query = select(AuditEvent).where(AuditEvent.action == action).order_by(AuditEvent.id.desc())
+            return [_audit_record(r) for r in session.scalars(query.limit(limit))]
+
     # -- internals -----------------------------------------------------------------------------
 
     def _write_blob(self, new: NewArtifact) -> str:

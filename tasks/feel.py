@@ -12,7 +12,7 @@ from models.types import ProgressFn
 from stores.records import ArtifactRef, NewArtifact
 from tasks.artifacts import json_artifact, load_plan, load_speech
 from tasks.context import open_store
-from tasks.engines import get_engine
+from tasks.efp_model import efp_engine
 from tasks.stage import retry_transient, run_stage
 
 
@@ -26,7 +26,8 @@ def feel(
     run_id: str, speech: ArtifactRef, word_timings: ArtifactRef, plan: ArtifactRef
 ) -> dict[str, ArtifactRef]:
     store = open_store()
-    predictor = get_engine("efp_engine", store.run(run_id).job.options["efp_engine"])
+    # a learned EFP's version carries its model's content hash, so the cache key follows the model
+    predictor = efp_engine(store, store.run(run_id).job.options)
 
     def compute(_workdir: Path, _progress: ProgressFn) -> list[NewArtifact]:
         loaded = load_speech(store, speech, word_timings)
