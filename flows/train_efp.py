@@ -5,7 +5,7 @@
 Run: .venv/bin/python -m flows.train_efp CLIPSET_DIR --name NAME [--features embedded|emotion2vec
      --emotion2vec-dir DIR] [--no-text] [--normalise speaker|global]
 Then narrate with EMOFLOW_EFP_ENGINE=learned EMOFLOW_EFP_MODEL=NAME. A clip set is what
-models/efp/dataset.py describes (EmoDB: models/efp/emodb.py writes one).
+models/efp/dataset.py describes; for EmoDB: python -m models.efp.emodb ../shared/data/emodb DIR.
 """
 
 from __future__ import annotations

@@ -192,3 +192,21 @@ def _flat_plan(sentence: str) -> EmotionPlan:
         for i, m in enumerate(WORD_RE.finditer(sentence))
     ]
     return EmotionPlan(script=sentence, words=words)
+
+
+def main(argv: list[str] | None = None) -> Path:
+    import argparse
+
+    parser = argparse.ArgumentParser(
+        prog="python -m models.efp.emodb", description="Write EmoDB as a word-labelled clip set."
+    )
+    parser.add_argument("data_dir", type=Path, help="the EmoDB folder (labels.csv, wav/)")
+    parser.add_argument("out_dir", type=Path, help="where clips.jsonl goes (audio stays where it is)")
+    args = parser.parse_args(argv)
+    path = emodb_clip_set(args.data_dir, args.out_dir)
+    print(path)
+    return path
+
+
+if __name__ == "__main__":
+    main()

@@ -59,3 +59,12 @@ def test_bad_folders(tmp_path: Path) -> None:
     (tmp_path / "labels.csv").write_text("path,emotion,speaker,text_id\nwav/x.wav,sad,03,a01\n")
     with pytest.raises(InputError, match=r"labels.csv:2: audio file 'wav/x.wav' not found"):
         read_labels(tmp_path)
+
+
+def test_command_line_writes_the_clip_set(tmp_path: Path, aligner: GermanAligner) -> None:
+    from models.efp.emodb import main
+
+    _fake_emodb(tmp_path / "emodb", aligner)
+    path = main([str(tmp_path / "emodb"), str(tmp_path / "out")])
+    assert path == tmp_path / "out" / "clips.jsonl"
+    assert len(read_clip_set(tmp_path / "out")[0].words) == len(SENTENCES["a05"].split())
