@@ -1,4 +1,5 @@
-"""Shading painted over the warped frame: the mouth interior when the lips part, and expression wrinkles.
+"""Shading painted over the warped frame: the mouth interior when the lips part, the eye white that a raised
+upper lid bares, and expression wrinkles.
 
 A jaw drop that only stretches the lips looks grotesque (../shared/GUIDE.md, calibration), so whenever the
 inner lips are apart the gap is painted: a dark cavity, the upper teeth just under the upper lip, a hint of
@@ -217,3 +218,70 @@ class WrinklePainter:
         # skin shadows are warm: blue and green darken more than red
         tint = 1.0 + (_SHADOW_TINT - 1.0) * colourful
         frame[y0:y1, x0:x1] = np.clip(roi * (1.0 - mask[..., None] * tint), 0, 255).astype(np.uint8)
+
+
+class EyeWhitePainter:
+    """Paints the sclera that a raised upper lid bares (AU5, fear's wide eyes).
+
+    Warping the lid up only stretches the iris under it, which no one reads as wide eyes; the white above
+    the iris is what does. The band between the raised lid and where the lid was is painted in the
+    portrait's own eye-white colour, shaded under the lid and fading into the iris below.
+    """
+
+    _EYES = ((topo.EYE_R_UPPER, topo.EYE_R_LOWER), (topo.EYE_L_UPPER, topo.EYE_L_LOWER))
+
+    def __init__(self, image: np.ndarray, landmarks: np.ndarray) -> None:
+        pixels = []
+        for upper, lower in self._EYES:
+            polygon = np.round(landmarks[list(upper) + list(lower[-2:0:-1])]).astype(np.int32)
+            mask = np.zeros(image.shape[:2], np.uint8)
+            cv2.fillPoly(mask, [polygon], 1)
+            pixels.append(image[mask > 0].reshape(-1, 3))
+        eye = np.vstack(pixels).astype(np.float32)
+        if len(eye) < 8:
+            self.white = np.array([225.0, 222.0, 215.0], dtype=np.float32)
+        else:
+            # the brightest fifth of the eye is its white (the iris and lashes are darker)
+            lum = eye @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
+            self.white = np.median(eye[lum >= np.percentile(lum, 80)], axis=0)
+
+    def paint(
+        self, frame: np.ndarray, points: np.ndarray, rise: np.ndarray, ex: np.ndarray, ey: np.ndarray
+    ) -> None:
+        """Paint in place; `rise` is each upper-lid point's rise (px) over its place without the AU,
+        right eye's points then left eye's, in the order of topology.EYE_*_UPPER."""
+        n = len(topo.EYE_R_UPPER)
+        for k, (upper_ids, lower_ids) in enumerate(self._EYES):
+            lift = rise[k * n : (k + 1) * n]
+            if float(lift.max()) < 0.75:
+                continue
+            upper, lower = points[list(upper_ids)], points[list(lower_ids)]
+            center = (upper[0] + upper[-1]) / 2
+            up_u, up_v = (upper - center) @ ex, (upper - center) @ ey
+            lo_u, lo_v = (lower - center) @ ex, (lower - center) @ ey
+            o_up, o_lo = np.argsort(up_u), np.argsort(lo_u)
+            box = np.vstack([upper, lower])
+            h, w = frame.shape[:2]
+            x0, y0 = np.maximum(np.floor(box.min(axis=0) - 2).astype(int), 0)
+            x1, y1 = np.ceil(box.max(axis=0) + 2).astype(int)
+            x1, y1 = min(x1, w), min(y1, h)
+            if x1 - x0 < 2 or y1 - y0 < 2:
+                continue
+            ys, xs = np.mgrid[y0:y1, x0:x1].astype(np.float32)
+            rel_x, rel_y = xs - center[0], ys - center[1]
+            u = rel_x * ex[0] + rel_y * ex[1]
+            v = rel_x * ey[0] + rel_y * ey[1]
+            v_top = np.interp(u, up_u[o_up], up_v[o_up]).astype(np.float32)
+            v_bot = np.interp(u, lo_u[o_lo], lo_v[o_lo]).astype(np.float32)
+            band = np.interp(u, up_u[o_up], lift[o_up]).astype(np.float32)
+            # the white ends where the lid used to be, and never reaches the lower lid
+            bottom = np.minimum(v_top + band, v_top + 0.6 * (v_bot - v_top))
+            below = v - v_top
+            alpha = np.clip(below - 0.5, 0.0, 1.0) * _smoothstep(1.0, -1.0, v - bottom)
+            alpha *= np.clip(band - 0.5, 0.0, 1.0)  # nothing where the lid did not rise (the corners)
+            under = np.clip(below / (0.5 * band + 0.5), 0.0, 1.0)
+            shade = 0.72 + 0.28 * under * under * (3.0 - 2.0 * under)  # shadow of the lid
+            alpha = cv2.GaussianBlur(alpha * 0.92, (3, 3), 0.6)[..., None]
+            roi = frame[y0:y1, x0:x1].astype(np.float32)
+            paint = self.white * shade[..., None]
+            frame[y0:y1, x0:x1] = np.clip(roi + (paint - roi) * alpha, 0, 255).astype(np.uint8)

@@ -22,7 +22,7 @@ import numpy as np
 from models.render import motion
 from models.render import topology as topo
 from models.render.inputs import check_render_inputs, frame_count
-from models.render.mouth import MouthPainter, WrinklePainter, close_mouth_texture
+from models.render.mouth import EyeWhitePainter, MouthPainter, WrinklePainter, close_mouth_texture
 from models.render.rig import FaceFrame, FaceRig, HeadPose
 from models.render.tables import FacsTable, VisemeTable, load_facs, load_visemes
 from models.render.warp import PiecewiseAffineWarp
@@ -51,13 +51,16 @@ class _Prepared:
     movable: np.ndarray  # control points the fold guard may adjust (the landmarks)
     exempt: np.ndarray  # triangles across the lips or lids, which may collapse when they meet
     mouth: MouthPainter
+    eyes: EyeWhitePainter
 
 
 class PreviewRenderer:
     """Renders a talking portrait on the CPU, faster than real time at 512 px / 25 fps."""
 
     name = "preview"
-    version = "1.1.0"  # 1.1.0: sad/angry/surprise FACS weights tuned against the FER judge
+    # 1.1.0: sad/angry/surprise FACS weights tuned against the FER judge; 1.2.0: fear re-weighted, and the
+    # sclera bared by AU5 is painted
+    version = "1.2.0"
 
     def __init__(self, size: int = 512, fps: int = 25, seed: int = 0, head_motion: float = 1.0) -> None:
         if not 64 <= int(size) <= 4096:
@@ -139,6 +142,7 @@ class PreviewRenderer:
         landmarks = np.clip(landmarks, 1.0, self.size - 2.0)
         rig = FaceRig(landmarks, depth, self.facs, self.visemes)
         mouth = MouthPainter(image, landmarks)  # colours from the portrait's own lips and skin
+        eyes = EyeWhitePainter(image, landmarks)
         if rig.rest_gap > 0.02:  # the portrait shows teeth: give it closed-lip texture to close onto
             image = close_mouth_texture(image, landmarks, rig.frame.ey)
 
@@ -182,6 +186,7 @@ class PreviewRenderer:
             movable=movable,
             exempt=exempt,
             mouth=mouth,
+            eyes=eyes,
         )
         with self._lock:
             self._cache[key] = prepared
@@ -237,6 +242,9 @@ class PreviewRenderer:
             )
             geom = FaceFrame.from_landmarks(points)
             prepared.mouth.paint(frame, points, geom.ex, geom.ey, geom.iod)
+            rise = rig.bared_sclera(units[i])
+            if rise.any():
+                prepared.eyes.paint(frame, points, rise * (1.0 - float(blink[i])), geom.ex, geom.ey)
             self._wrinkles.paint(
                 frame, points, units[i], geom.ex, geom.ey, geom.iod, prepared.mouth.colourful
             )

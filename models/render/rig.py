@@ -191,6 +191,13 @@ class FaceRig:
         self.unit_basis = np.stack(bases).reshape(len(bases), -1)  # (units, 468*2)
         self.unit_open = np.array([u.mouth_open for u in facs.units.values()])
         self.unit_width = np.array([u.mouth_width for u in facs.units.values()])
+        # how far each upper-lid point rises (px, up > 0) per unit activation: every unit's move, and the
+        # part that bares the sclera (a warp only stretches the iris, so that white is painted, see
+        # mouth.EyeWhitePainter and `bared_sclera`)
+        lids = list(topo.EYE_R_UPPER + topo.EYE_L_UPPER)
+        self.lid_lift = np.stack([-(base[lids] @ self.frame.ey) for base in bases])  # (units, lid points)
+        sclera = np.array([unit.sclera for unit in facs.units.values()])
+        self.lid_sclera = (sclera[:, None] * self.lid_lift).clip(0.0, None)
         self.blink = facs.blink
 
         # 6. Depth relative to the head's turning axis (about the face outline), for yaw/pitch parallax.
@@ -216,6 +223,11 @@ class FaceRig:
         """For AU activations: (landmark moves px (468, 2), extra mouth opening IOD, extra width IOD)."""
         moves = (units @ self.unit_basis).reshape(N_LANDMARKS, 2)
         return moves, float(units @ self.unit_open), float(units @ self.unit_width)
+
+    def bared_sclera(self, units: np.ndarray) -> np.ndarray:
+        """Height (px) of eye white to paint under each upper-lid point: what the sclera-baring AUs raise,
+        but never more than the lid's net rise (a lid tightener pulling it down covers the white again)."""
+        return np.minimum(units @ self.lid_sclera, np.maximum(units @ self.lid_lift, 0.0))
 
     def pose(
         self,

@@ -56,6 +56,7 @@ class ActionUnit:
     mouth_open: float
     mouth_width: float
     wrinkles: tuple[Wrinkle, ...]
+    sclera: float = 0.0  # share of the upper lid's rise painted as eye white (AU5 shows the sclera)
 
 
 @dataclass(frozen=True)
@@ -127,6 +128,7 @@ def load_facs(path: Path | None = None) -> FacsTable:
             mouth_open=float(spec.get("mouth_open", 0.0)),
             mouth_width=float(spec.get("mouth_width", 0.0)),
             wrinkles=tuple(wrinkles),
+            sclera=float(spec.get("sclera", 0.0)),
         )
     emotions = {}
     for label, aus in data["emotions"].items():

@@ -10,6 +10,9 @@ import pytest
 from skimage import data
 
 from models.render import PreviewRenderer
+from models.render import topology as topo
+from models.render.mouth import EyeWhitePainter
+from models.render.rig import FaceRig, HeadPose
 from models.render.tables import SILENCE, load_facs, load_visemes
 from models.types import CurvePoint, EmotionCurve, PhonemeTiming, Speech, Timings, WordTiming
 from models.vision import Portrait, detect_landmarks, prepare_portrait
@@ -215,3 +218,44 @@ def test_facs_table_covers_the_vocabulary() -> None:
     for unit in facs.units.values():
         for dx, dy in unit.moves.values():
             assert abs(dx) <= 0.25 and abs(dy) <= 0.25
+
+
+def test_raised_upper_lids_bare_the_eye_white(portrait: Portrait) -> None:
+    """AU5 (fear's wide eyes) paints the portrait's own sclera colour between the raised lid and where
+    the lid was; without a lid rise nothing is painted."""
+    facs = load_facs()
+    rig = FaceRig(portrait.landmarks, None, facs, load_visemes())
+    units = np.asarray(facs.weights(["fear"])[0])
+    rise = rig.bared_sclera(units)
+    points = rig.pose(units, 0.0, 0.0, 0.0, HeadPose())
+    painter = EyeWhitePainter(portrait.image, portrait.landmarks)
+    lum = np.array([0.299, 0.587, 0.114])
+    assert painter.white @ lum > 150  # the astronaut's eye whites, not her iris or skin
+    mid = topo.EYE_R_UPPER.index(159)
+    assert rise[mid] > 2.0  # px: the lid centre rises most
+    assert rise[0] < 0.5 * rise[mid]  # and the corners hardly at all
+
+    # painted on a dark frame, so that only the painting is bright
+    dark = np.full_like(portrait.image, 40)
+    frame = dark.copy()
+    painter.paint(frame, points, rise, rig.frame.ex, rig.frame.ey)
+    # just under the raised lid centre, half way down to where the lid was
+    x, y = np.round(points[159] + 0.5 * rise[mid] * rig.frame.ey).astype(int)
+    bared = float(frame[y - 1 : y + 2, x - 1 : x + 2].reshape(-1, 3).mean(axis=0) @ lum)
+    assert bared > 0.6 * float(painter.white @ lum), bared
+    # the painting stays in the eyes
+    changed = np.abs(frame.astype(int) - dark).sum(axis=2) > 0
+    eyes = points[list(topo.EYE_R_UPPER + topo.EYE_L_UPPER + topo.EYE_R_LOWER + topo.EYE_L_LOWER)]
+    ys, xs = np.nonzero(changed)
+    assert changed.any() and xs.min() >= eyes[:, 0].min() - 3 and xs.max() <= eyes[:, 0].max() + 3
+    assert ys.min() >= eyes[:, 1].min() - 3 and ys.max() <= eyes[:, 1].max() + 3
+
+    # a lid tightener pulling the lid down again covers the white; angry's brow and lids cover it all
+    wide = np.array([float(u == "AU5") for u in rig.unit_names])
+    tight = wide + np.array([1.4 * (u == "AU7") for u in rig.unit_names])
+    assert 0.0 < rig.bared_sclera(tight).max() < rig.bared_sclera(wide).max()
+    assert rig.bared_sclera(np.asarray(facs.weights(["angry"])[0])).max() == 0.0
+
+    still = portrait.image.copy()
+    painter.paint(still, points, np.zeros_like(rise), rig.frame.ex, rig.frame.ey)
+    assert np.array_equal(still, portrait.image)
