@@ -14,13 +14,11 @@ Run: .venv/bin/python bench/render.py [--data ../shared/data] [--seconds 3]
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import os
 import platform
 import sys
 import time
-from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -30,20 +28,13 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from models.evaluate.judge_ckplus import judge_ckplus  # noqa: E402
 from models.evaluate.render import RenderEvalConfig, constant_curve, evaluate_render  # noqa: E402
 from models.evaluate.speech import synthetic_speech  # noqa: E402
 from models.render import PreviewRenderer  # noqa: E402
 from models.vision.face import load_image, prepare_portrait  # noqa: E402
 from models.vision.judge import LABELS, FaceEmotionJudge  # noqa: E402
 
-CK_MAP = {
-    "anger": "angry",
-    "sadness": "sad",
-    "disgust": "disgust",
-    "fear": "fear",
-    "happy": "happy",
-    "surprise": "surprise",
-}
 MEAD_MAP = {
     "angry": "angry",
     "disgusted": "disgust",
@@ -68,27 +59,6 @@ def render_speed(portraits: list[Path], seconds: float = 4.0) -> dict[str, Any]:
             frames = list(renderer.render(portrait, speech, constant_curve(emotion, 1.0, seconds)))
             rates.append(len(frames) / (time.perf_counter() - start))
     return {"fps_median": float(np.median(rates)), "fps_min": float(np.min(rates)), "clips": len(rates)}
-
-
-def ckplus_accuracy(root: Path, judge: FaceEmotionJudge) -> dict[str, Any]:
-    rows = list(csv.DictReader((root / "labels.csv").open()))
-    images = [cv2.imread(str(root / r["path"]), cv2.IMREAD_GRAYSCALE) for r in rows]
-    predicted = [LABELS[i] for i in judge.classify(images, detect=False).argmax(axis=1)]  # crops already
-    per_class: dict[str, dict[str, Any]] = {}
-    for source, label in CK_MAP.items():
-        hits = [p == label for r, p in zip(rows, predicted, strict=True) if r["emotion"] == source]
-        per_class[label] = {"n": len(hits), "accuracy": float(np.mean(hits))}
-    scored = sum(v["n"] for v in per_class.values())
-    correct = sum(v["accuracy"] * v["n"] for v in per_class.values())
-    contempt = Counter(p for r, p in zip(rows, predicted, strict=True) if r["emotion"] == "contempt")
-    return {
-        "images": len(rows),
-        "accuracy": correct / scored,
-        "balanced_accuracy": float(np.mean([v["accuracy"] for v in per_class.values()])),
-        "per_class": per_class,
-        "contempt_judged_as": dict(contempt.most_common()),
-        "subjects": len({r["subject"] for r in rows}),
-    }
 
 
 def mead_reference(root: Path, judge: FaceEmotionJudge) -> dict[str, Any]:
@@ -146,7 +116,7 @@ def main() -> None:
         "clips": report["clips"],
     }
     results["contact_sheets"] = [str(Path(p).relative_to(ROOT)) for p in report["contact_sheets"]]
-    results["judge_ckplus"] = ckplus_accuracy(args.data / "ckplus48", judge)
+    results["judge_ckplus"] = judge_ckplus(args.data / "ckplus48", judge).summary()
     results["judge_mead"] = mead_reference(args.data / "mead", judge)
     results["machine"]["load_after"] = os.getloadavg()
     results["wall_s"] = time.perf_counter() - t0
