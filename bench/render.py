@@ -28,7 +28,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from models.evaluate.judge_ckplus import judge_ckplus  # noqa: E402
+from models.evaluate.judge import judge_ckplus  # noqa: E402
 from models.evaluate.render import RenderEvalConfig, constant_curve, evaluate_render  # noqa: E402
 from models.evaluate.speech import synthetic_speech  # noqa: E402
 from models.render import PreviewRenderer  # noqa: E402

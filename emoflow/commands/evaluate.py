@@ -172,7 +172,7 @@ def _emodb(folder: Path, out: Path, features: str) -> dict[str, Any]:
 
 def _ckplus(folder: Path, out: Path) -> dict[str, Any]:
     from models.evaluate.classification import save_confusion_png
-    from models.evaluate.judge_ckplus import CK_MAP, judge_ckplus
+    from models.evaluate.judge import CK_MAP, judge_ckplus
 
     if not (folder / "labels.csv").is_file():
         raise _Skipped(f"{folder} has no labels.csv")
@@ -214,7 +214,7 @@ def _descriptions(path: Path, out: Path) -> dict[str, Any]:
 
 def _mead(folder: Path, out: Path) -> dict[str, Any]:
     from models.evaluate.classification import save_confusion_png
-    from models.evaluate.judge_ckplus import judge_mead, mead_report
+    from models.evaluate.judge import judge_mead, mead_report
 
     if not (folder / "labels.csv").is_file():
         raise _Skipped(f"{folder} has no labels.csv")
