@@ -28,22 +28,12 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from models.evaluate.judge import judge_ckplus  # noqa: E402
+from models.evaluate.judge import MEAD_MAP, judge_ckplus  # noqa: E402
 from models.evaluate.render import RenderEvalConfig, constant_curve, evaluate_render  # noqa: E402
 from models.evaluate.speech import synthetic_speech  # noqa: E402
 from models.render import PreviewRenderer  # noqa: E402
 from models.vision.face import load_image, prepare_portrait  # noqa: E402
 from models.vision.judge import LABELS, FaceEmotionJudge  # noqa: E402
-
-MEAD_MAP = {
-    "angry": "angry",
-    "disgusted": "disgust",
-    "fear": "fear",
-    "happy": "happy",
-    "neutral": "neutral",
-    "sad": "sad",
-    "surprised": "surprise",
-}
 
 
 def render_speed(portraits: list[Path], seconds: float = 4.0) -> dict[str, Any]:

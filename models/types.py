@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -106,6 +107,20 @@ class Timings:
             words=[WordTiming(**w) for w in data["words"]],
             phonemes=[PhonemeTiming(**p) for p in data.get("phonemes", [])],
         )
+
+
+def word_spans(timings: Timings, words: list[PlannedWord]) -> list[tuple[float, float]]:
+    """(start, end) per planned word from timings; a word with no timing sits at its predecessor's end."""
+    by_index = {t.index: t for t in timings.words}
+    spans: list[tuple[float, float]] = []
+    last = 0.0
+    for word in words:
+        t = by_index.get(word.index)
+        start = float(t.start) if t is not None and math.isfinite(t.start) else last
+        end = float(t.end) if t is not None and math.isfinite(t.end) else start
+        spans.append((start, max(start, end)))
+        last = spans[-1][1]
+    return spans
 
 
 @dataclass

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -11,7 +10,7 @@ from models.efp import lexicon, prosody
 from models.efp.lexicon import LexiconEvidence
 from models.efp.params import SOURCES, EFPConfig, FusionWeights, fitted_weights, params_digest
 from models.efp.text import TextEvidence, softmax
-from models.types import CurvePoint, EmotionCurve, EmotionPlan, PlannedWord, Speech, Timings
+from models.types import CurvePoint, EmotionCurve, EmotionPlan, PlannedWord, Speech, Timings, word_spans
 from models.vocabulary import Vocabulary, load_vocabulary
 
 
@@ -158,17 +157,7 @@ class EmbeddedEFP:
     @staticmethod
     def spans(timings: Timings, plan: EmotionPlan) -> list[tuple[float, float]]:
         """(start, end) per plan word from timings; a word with no timing sits at its predecessor's end."""
-        by_index = {t.index: t for t in timings.words}
-        out: list[tuple[float, float]] = []
-        last = 0.0
-        for word in plan.words:
-            t = by_index.get(word.index)
-            start = float(t.start) if t is not None and math.isfinite(t.start) else last
-            end = float(t.end) if t is not None and math.isfinite(t.end) else start
-            end = max(start, end)
-            out.append((start, end))
-            last = end
-        return out
+        return word_spans(timings, plan.words)
 
     @staticmethod
     def _units(timings: Timings, plan: EmotionPlan, spans: list[tuple[float, float]]) -> list[float]:

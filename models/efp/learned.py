@@ -35,7 +35,7 @@ from torch import nn
 
 from emoflow.errors import EngineError, InputError
 from models.efp.features import POOLING_VERSION, FrameExtractor, build_extractor, pooled_dim, word_vectors
-from models.types import CurvePoint, EmotionCurve, EmotionPlan, Speech, Timings
+from models.types import CurvePoint, EmotionCurve, EmotionPlan, Speech, Timings, word_spans
 from models.vocabulary import Vocabulary, load_vocabulary
 
 FORMAT = "emoflow-efp/1"
@@ -300,20 +300,6 @@ def word_inputs(
     return audio, (text_vectors(words, context) if use_text else None)
 
 
-def plan_spans(timings: Timings, plan: EmotionPlan) -> list[tuple[float, float]]:
-    """(start, end) per plan word; a word without timing sits at its predecessor's end."""
-    by_index = {t.index: t for t in timings.words}
-    spans: list[tuple[float, float]] = []
-    last = 0.0
-    for word in plan.words:
-        t = by_index.get(word.index)
-        start = float(t.start) if t is not None and math.isfinite(t.start) else last
-        end = float(t.end) if t is not None and math.isfinite(t.end) else start
-        spans.append((start, max(start, end)))
-        last = spans[-1][1]
-    return spans
-
-
 # ---- the engine ---------------------------------------------------------------------------------------
 
 
@@ -361,7 +347,7 @@ class LearnedEFP:
         if not plan.words:
             return EmotionCurve(labels=labels, points=[], engine=self.engine)
         cfg = self.model.config
-        spans = plan_spans(timings, plan)
+        spans = word_spans(timings, plan.words)
         audio, text = word_inputs(
             self.extractor(),
             speech.samples,

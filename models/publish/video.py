@@ -88,15 +88,20 @@ def mux(video: Path, audio: Path, out: Path) -> None:
         )
 
 
-def probe(path: Path) -> dict[str, float | bool]:
-    """Duration and stream presence, read from ffmpeg's own report of the file."""
+def ffmpeg_report(path: Path) -> str:
+    """What `ffmpeg -i` says about a file (its streams and duration); ffmpeg exits 1 here by design."""
     result = subprocess.run(
         [imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-i", str(path)],
         capture_output=True,
         text=True,
         check=False,
     )
-    report = result.stderr
+    return result.stderr
+
+
+def probe(path: Path) -> dict[str, float | bool]:
+    """Duration and stream presence, read from ffmpeg's own report of the file."""
+    report = ffmpeg_report(path)
     duration = 0.0
     for line in report.splitlines():
         line = line.strip()

@@ -29,6 +29,7 @@ import numpy as np
 
 from emoflow.errors import EngineError, InputError
 from models.efp.dataset import LabelledWord
+from models.publish.video import ffmpeg_report
 from models.types import ProgressFn, WordTiming
 from models.vision.judge import LABELS, FaceEmotionJudge
 
@@ -98,13 +99,7 @@ def probe_video(path: Path) -> VideoInfo:
     """Which streams the file has, from ffmpeg's own report; InputError if ffmpeg cannot read it."""
     if not path.is_file():
         raise InputError(f"video not found: {path}")
-    result = subprocess.run(
-        [imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-i", str(path)],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    report = result.stderr
+    report = ffmpeg_report(path)
     kinds = {m.group(1) for m in _STREAM_RE.finditer(report)}
     if not kinds:
         last = report.strip().splitlines()[-1] if report.strip() else "no streams"
