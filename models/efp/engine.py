@@ -179,7 +179,7 @@ class EmbeddedEFP:
             return EmotionCurve(labels=labels, points=[], engine=self.engine)
         spans = self.spans(timings, plan)
         ev = self.evidence(speech, timings, plan)
-        fused = fuse(ev, self.weights)
+        fused = narration_prior(fuse(ev, self.weights), ev.explicit, labels, self.config)
         weights = word_weights(ev, self.weights)
 
         profile = prosody.profiles(self.vocabulary)
@@ -278,6 +278,20 @@ def parameter_vector(weights: FusionWeights) -> np.ndarray:
 def fuse(ev: Evidence, weights: FusionWeights) -> np.ndarray:
     """[words, labels] fused distribution."""
     return softmax(np.einsum("npk,p->nk", design(ev), parameter_vector(weights)))
+
+
+def narration_prior(
+    fused: np.ndarray, explicit: np.ndarray, labels: list[str], config: EFPConfig
+) -> np.ndarray:
+    """Move unplanned words from the fit's balanced label prior to the narration prior (Bayes' rule)."""
+    share = config.unplanned_neutral_share
+    k = len(labels)
+    if "neutral" not in labels or not 0.0 < share < 1.0:
+        return fused
+    ratio = np.full(k, (1.0 - share) / (k - 1) * k)
+    ratio[labels.index("neutral")] = share * k
+    shifted = np.where(explicit[:, None], fused, fused * ratio)
+    return shifted / shifted.sum(axis=1, keepdims=True)
 
 
 def word_weights(ev: Evidence, weights: FusionWeights) -> np.ndarray:

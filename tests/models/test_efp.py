@@ -223,3 +223,20 @@ def test_without_a_plan_the_words_decide_and_a_tag_overrules_them(
     curve = efp.predict(speech, speech.timings, tagged)
     assert {p.label for p in curve.points} == {"happy"}
     assert all(p.weights["plan"] == efp.weights.plan for p in curve.points)
+
+
+def test_narration_prior_moves_only_unplanned_words_towards_neutral() -> None:
+    import numpy as np
+
+    from models.efp.engine import narration_prior
+    from models.efp.params import EFPConfig
+
+    labels = ["neutral", "happy", "angry"]
+    fused = np.array([[0.2, 0.3, 0.5], [0.2, 0.3, 0.5]])
+    shifted = narration_prior(fused, np.array([True, False]), labels, EFPConfig(unplanned_neutral_share=0.8))
+    assert np.allclose(shifted[0], fused[0])  # an explicit plan word keeps its distribution
+    # neutral x 0.8*3, others x 0.1*3, renormalised: 0.48 : 0.09 : 0.15
+    assert np.allclose(shifted[1], np.array([0.48, 0.09, 0.15]) / 0.72)
+    assert np.allclose(shifted.sum(axis=1), 1.0)
+    off = narration_prior(fused, np.array([False, False]), labels, EFPConfig(unplanned_neutral_share=0.0))
+    assert np.allclose(off, fused)

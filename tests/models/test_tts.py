@@ -98,8 +98,8 @@ def test_engines_follow_the_protocol(engine: SpeechEngine) -> None:
 def test_bad_plans_are_input_errors(engine: SpeechEngine) -> None:
     with pytest.raises(InputError, match="no words"):
         engine.synthesize(EmotionPlan(script="", words=[]))
-    with pytest.raises(InputError, match="unknown emotion 'bored'"):
-        engine.synthesize(make_plan("Hello there.", "bored"))
+    with pytest.raises(InputError, match="unknown emotion 'purple'"):
+        engine.synthesize(make_plan("Hello there.", "purple"))
 
 
 # 2. Timings ------------------------------------------------------------------------------------------------
