@@ -24,7 +24,10 @@ from emoflow.jobs import parse_job
 from emoflow.settings import get_settings
 from flows.narrate import narrate
 from models.audio import read_wav
+from models.evaluate import metrics
+from models.evaluate.speech import frame_energy
 from models.publish.video import probe
+from models.types import Speech, Timings
 from models.vision.face import detect_landmarks
 from tasks.context import open_store
 from tasks.intake import submit_job
@@ -98,18 +101,17 @@ def test_narrate_publishes_a_talking_video_and_a_rerun_computes_nothing(
 
 
 def mouth_energy_correlation(frames_mp4: Path, samples: np.ndarray, rate: int, fps: int = 25) -> float:
-    """Correlation of the rendered lips' opening (re-detected by the face mesh) with speech energy."""
+    """Correlation of the rendered lips' opening (re-detected by the face mesh) with speech energy,
+    measured as `emoflow evaluate render` measures lip sync (frame-centred 40 ms RMS)."""
     reader = imageio_ffmpeg.read_frames(str(frames_mp4))
     width, height = next(reader)["size"]
     opening = []
     for raw in reader:
         points = detect_landmarks(np.frombuffer(raw, np.uint8).reshape(height, width, 3))
         assert points is not None, "the rendered face must stay detectable"
-        # inner-lip gap (13 upper, 14 lower) in inter-ocular distances (33, 263 eye corners)
-        opening.append(np.linalg.norm(points[13] - points[14]) / np.linalg.norm(points[33] - points[263]))
-    hop = rate // fps
-    energy = [np.sqrt(np.mean(samples[i * hop : (i + 1) * hop] ** 2)) for i in range(len(opening))]
-    return float(np.corrcoef(opening, energy)[0, 1])
+        opening.append(metrics.mouth_opening(points))
+    energy = frame_energy(Speech(samples, rate, Timings(words=[])), fps, len(opening))
+    return metrics.correlation(np.array(opening), energy)
 
 
 def test_unknown_emotion_tag_fails_the_plan_step_and_commits_nothing(
