@@ -67,7 +67,12 @@ def narrate(
         Path | None, typer.Option("--output-dir", "-o", help="Where files are published.")
     ] = None,
     name: Annotated[str | None, typer.Option(help="Job name.")] = None,
+    planner: Annotated[str | None, typer.Option(help="rules or llm.")] = None,
     tts_engine: Annotated[str | None, typer.Option(help="piper or espeak.")] = None,
+    efp_engine: Annotated[str | None, typer.Option(help="embedded or learned.")] = None,
+    efp_model: Annotated[
+        str | None, typer.Option(help="Learned EFP model: a name or sha256 in the store, or a file.")
+    ] = None,
     renderer: Annotated[str | None, typer.Option(help="Renderer engine.")] = None,
     fps: Annotated[int | None, typer.Option(help="Frames per second.")] = None,
     seed: Annotated[int | None, typer.Option(help="Seed for blinks and head motion.")] = None,
@@ -88,7 +93,10 @@ def narrate(
         "portrait": portrait,
         "output_dir": str(output_dir.resolve()) if output_dir else None,
         "name": name,
+        "planner": planner,
         "tts_engine": tts_engine,
+        "efp_engine": efp_engine,
+        "efp_model": efp_model,
         "renderer": renderer,
         "fps": fps,
         "seed": seed,

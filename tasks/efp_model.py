@@ -34,6 +34,16 @@ def efp_engine(store: ArtifactStore, options: dict[str, Any]) -> Any:
     return LearnedEFP(model_path(store, str(ref)))
 
 
+def check_efp_model(store: ArtifactStore, options: dict[str, Any]) -> None:
+    """At submission: a learned EFP's model must exist now, not after plan, speak and align have run."""
+    from models.efp.learned import TRAIN_HINT
+
+    ref = options.get("efp_model") or get_settings().efp_model
+    if not ref:
+        raise InputError(f"efp_engine=learned needs a model; {TRAIN_HINT}")
+    model_path(store, str(ref))
+
+
 def model_path(store: ArtifactStore, ref: str) -> Path:
     """A loadable model file for `ref` (local path, store name or sha256 prefix)."""
     local = Path(ref).expanduser()

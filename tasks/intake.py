@@ -15,6 +15,7 @@ from emoflow.settings import Settings
 from models.vision.face import load_image, prepare_portrait
 from stores.records import NewArtifact
 from stores.store import ArtifactStore
+from tasks.efp_model import check_efp_model
 from tasks.engines import check_engine_choices
 
 BUILTIN_PORTRAITS = ("astronaut", "chelsea")
@@ -34,6 +35,8 @@ def submit_job(spec: JobSpec, settings: Settings, store: ArtifactStore, queued: 
         check_engine_choices(options)
         if options["renderer"] == "diffusion":
             check_diffusion_options(options)
+        if options["efp_engine"] == "learned":
+            check_efp_model(store, options)
         data, media_type, image = read_portrait(spec.portrait)
         # proves there is a usable human face now, not minutes later in the render stage
         prepare_portrait(image, options["size"], options["face_index"])

@@ -34,6 +34,8 @@ def rows(table: str) -> int:
         ({"portrait": "skimage:nobody"}, "unknown built-in portrait"),
         ({"tts_engine": "gramophone"}, "unknown tts_engine 'gramophone'; choose one of: espeak, piper"),
         ({"output_dir": "blocker/out"}, "not writable"),
+        ({"efp_engine": "learned"}, "efp_engine=learned needs a model"),
+        ({"efp_engine": "learned", "efp_model": "nosuchmodel"}, "no EFP model named 'nosuchmodel'"),
     ],
 )
 def test_bad_input_is_rejected_before_anything_is_written(
