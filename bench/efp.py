@@ -74,7 +74,8 @@ def main() -> None:
     pictures = args.out.parent / "efp"
     pictures.mkdir(parents=True, exist_ok=True)
     for png in sorted(args.work.rglob("*.png")):
-        shutil.copy(png, pictures / f"{png.parent.name}_{png.name}" if png.parent != args.work else png.name)
+        name = png.name if png.parent == args.work else f"{png.parent.name}_{png.name}"
+        shutil.copy(png, pictures / name)
 
     emodb = report["evaluations"].get("emodb", {})
     result = {
