@@ -68,7 +68,9 @@ def close_mouth_texture(image: np.ndarray, landmarks: np.ndarray, ey: np.ndarray
 class MouthPainter:
     """Paints the mouth interior into frames of one portrait."""
 
-    def __init__(self, image: np.ndarray, landmarks: np.ndarray) -> None:
+    def __init__(self, image: np.ndarray, landmarks: np.ndarray, style: dict[str, float]) -> None:
+        """`style`: the teeth_* entries of prompts/visemes.yaml's `mouth` section."""
+        self.style = style
         lips = np.vstack([landmarks[list(topo.LIP_OUTER_LOWER)], landmarks[list(topo.LIP_INNER_LOWER[::-1])]])
         lip = _region_median(image, lips)
         cheek_l = landmarks[[117, 118, 101, 36, 205, 187, 123]]
@@ -85,15 +87,24 @@ class MouthPainter:
 
         teeth_lum = float(np.clip(skin_lum * 0.55 + 115.0, 140.0, 232.0))
         self.colourful = colourful
-        self.teeth = grade(_WARM_WHITE * teeth_lum / 232.0)
+        self.teeth = grade(_WARM_WHITE * teeth_lum / 232.0 * style["teeth_light"])
         self.cavity = grade(lip * np.array([0.40, 0.22, 0.22]))
         self.deep = grade(lip * np.array([0.15, 0.07, 0.07]))
         self.tongue = grade(lip * 0.62 + np.array([18.0, -4.0, -4.0]))
 
     def paint(
-        self, frame: np.ndarray, points: np.ndarray, ex: np.ndarray, ey: np.ndarray, iod: float
+        self,
+        frame: np.ndarray,
+        points: np.ndarray,
+        ex: np.ndarray,
+        ey: np.ndarray,
+        iod: float,
+        teeth_bared: float = 0.0,
     ) -> None:
-        """Paint in place where the inner lips of `points` (target landmarks, px) are apart."""
+        """Paint in place where the inner lips of `points` (target landmarks, px) are apart.
+
+        The upper teeth show `teeth_max` below the upper lip, plus `teeth_bared` (IOD) when an action unit
+        raises the lip: a dropped jaw opens the mouth under the teeth, it does not bare more of them."""
         upper = points[list(topo.LIP_INNER_UPPER)]
         lower = points[list(topo.LIP_INNER_LOWER)]
         center = (points[topo.MOUTH_CORNERS[0]] + points[topo.MOUTH_CORNERS[1]]) / 2
@@ -138,9 +149,11 @@ class MouthPainter:
             paint += (self.tongue - paint) * tongue[..., None]
 
         # 5. Upper teeth right under the upper lip, across the front of the mouth only.
-        teeth_h = min(0.45 * gap_mid, 0.11 * iod)
+        style = self.style
+        teeth_h = min(style["teeth_share"] * gap_mid, (style["teeth_max"] + teeth_bared) * iod)
         below_lip = v - v_top
-        front = _smoothstep(half * 0.88, half * 0.62, np.abs(u))
+        front_edge = style["teeth_front"]
+        front = _smoothstep(half * front_edge, half * (front_edge - 0.26), np.abs(u))
         teeth = _smoothstep(teeth_h + 0.8, teeth_h - 0.8, below_lip) * (below_lip > -1.0) * front
         shade = 0.72 + 0.28 * _smoothstep(0.0, 0.45 * teeth_h + 0.5, below_lip)  # shadow of the upper lip
         shade *= 1.0 - 0.1 * _smoothstep(0.6 * teeth_h, teeth_h, below_lip)  # translucent biting edges

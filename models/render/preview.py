@@ -59,8 +59,9 @@ class PreviewRenderer:
 
     name = "preview"
     # 1.1.0: sad/angry/surprise FACS weights tuned against the FER judge; 1.2.0: fear re-weighted, and the
-    # sclera bared by AU5 is painted
-    version = "1.2.0"
+    # sclera bared by AU5 is painted; 1.3.0: the smile neutraliser bends the whole mouth, teeth show by lip
+    # raise (not by jaw drop), wider jaw drop in surprise, fear re-chosen
+    version = "1.3.0"
 
     def __init__(self, size: int = 512, fps: int = 25, seed: int = 0, head_motion: float = 1.0) -> None:
         if not 64 <= int(size) <= 4096:
@@ -141,7 +142,8 @@ class PreviewRenderer:
             depth = None if depth is None else depth * scale
         landmarks = np.clip(landmarks, 1.0, self.size - 2.0)
         rig = FaceRig(landmarks, depth, self.facs, self.visemes)
-        mouth = MouthPainter(image, landmarks)  # colours from the portrait's own lips and skin
+        # colours from the portrait's own lips and skin
+        mouth = MouthPainter(image, landmarks, self.visemes.mouth)
         eyes = EyeWhitePainter(image, landmarks)
         if rig.rest_gap > 0.02:  # the portrait shows teeth: give it closed-lip texture to close onto
             image = close_mouth_texture(image, landmarks, rig.frame.ey)
@@ -214,7 +216,7 @@ class PreviewRenderer:
     ) -> Iterator[np.ndarray]:
         n_frames = len(units)
         rig, warp = prepared.rig, prepared.warp
-        limit = self.visemes.mouth["max_open"] * 1.15
+        limit, speech_max = self.visemes.mouth["max_total_open"], self.visemes.mouth["max_open"]
         lo, hi = 1.0, self.size - 2.0
         for i in range(n_frames):
             pose = HeadPose(
@@ -224,9 +226,10 @@ class PreviewRenderer:
                 tx=float(head.tx[i]),
                 ty=float(head.ty[i]),
             )
-            # total opening (speech + jaw-drop AUs) stays below a plausible maximum
+            # speech moves the jaw on top of a jaw-drop AU: its range is scaled into the room left below a
+            # plausible maximum (clipping it there would freeze the mouth and lose the lip sync)
             au_open = float(units[i] @ rig.unit_open)
-            opening = min(float(mouth_open[i]), max(limit - au_open, 0.0))
+            opening = float(mouth_open[i]) * min(1.0, max(limit - au_open, 0.0) / speech_max)
             points = rig.pose(units[i], opening, float(mouth_width[i]), float(blink[i]), pose)
             ring = rig.move_head(prepared.ring, pose, 0.0) if len(prepared.ring) else prepared.ring
             target = np.vstack([np.clip(points, lo, hi), ring.reshape(-1, 2), prepared.border])
@@ -241,7 +244,8 @@ class PreviewRenderer:
                 borderMode=cv2.BORDER_REFLECT_101,
             )
             geom = FaceFrame.from_landmarks(points)
-            prepared.mouth.paint(frame, points, geom.ex, geom.ey, geom.iod)
+            teeth = max(float(units[i] @ rig.unit_teeth), 0.0)
+            prepared.mouth.paint(frame, points, geom.ex, geom.ey, geom.iod, teeth)
             rise = rig.bared_sclera(units[i])
             if rise.any():
                 prepared.eyes.paint(frame, points, rise * (1.0 - float(blink[i])), geom.ex, geom.ey)

@@ -116,7 +116,8 @@ class FaceRig:
         corners = norm[list(topo.MOUTH_CORNERS)]
         self.mouth_center = corners.mean(axis=0)
         half_width = max(abs(corners[1, 0] - corners[0, 0]) / 2, 0.1)
-        taper = np.clip(1.0 - ((norm[:, 0] - self.mouth_center[0]) / half_width) ** 2, 0.0, 1.0) ** 0.8
+        taper = np.clip(1.0 - ((norm[:, 0] - self.mouth_center[0]) / half_width) ** 2, 0.0, 1.0)
+        taper = taper ** mouth["lip_taper_power"]
         upper = np.zeros(N_LANDMARKS)
         lower = np.zeros(N_LANDMARKS)
         upper[list(topo.LIP_OUTER_UPPER + topo.LIP_INNER_UPPER + sum(topo.LIP_UPPER_RINGS, ()))] = 1.0
@@ -175,9 +176,15 @@ class FaceRig:
         close_line = norm[top, 1] + close_up * self.rest_gap
         lift = close_line - float(corners[:, 1].mean())
         spec = facs.neutralise
-        drop = spec.strength * max(0.0, lift - spec.max_corner_lift)
-        neutral_moves = {i: (0.0, drop) for i in (left, right, inner_left, inner_right)}
-        self.neutral_offset = self.frame.to_pixels(spread(norm, neutral_moves, spec.radius))
+        drop = min(spec.strength * max(0.0, lift - spec.max_corner_lift), spec.max_drop)
+        # a smile bends the whole mouth up towards its corners: bend it back with a parabola across the
+        # mouth, fading above and below it, so both lips keep their shape (moving only the corners
+        # kinks the lips)
+        side = np.abs(norm[:, 0] - self.mouth_center[0]) / half_width
+        across = np.where(side <= 1.0, side**2, np.exp(-0.5 * ((side - 1.0) / spec.bend_fade) ** 2))
+        fade = np.exp(-0.5 * ((norm[:, 1] - self.mouth_center[1]) / spec.radius) ** 2)
+        bend = drop * across * fade
+        self.neutral_offset = self.frame.to_pixels(np.stack([np.zeros_like(bend), bend], axis=1))
         self.corner_lift = lift
 
         # 5. One basis per action unit (px per unit activation), plus their mouth terms.
@@ -189,8 +196,15 @@ class FaceRig:
                 moves += self.regions[name][:, None] * np.array([dx, dy])
             bases.append(self.frame.to_pixels(moves))
         self.unit_basis = np.stack(bases).reshape(len(bases), -1)  # (units, 468*2)
+        # the rest of the smile (cheeks, corners drawn outwards) is undone by negative activations,
+        # in proportion to how far the corners sit above the lip line
+        self.smile = min(max(0.0, lift - spec.max_corner_lift) / spec.smile_lift, 1.5)
+        undo = np.array([spec.undo.get(name, 0.0) for name in self.unit_names])
+        self.neutral_offset -= (self.smile * undo @ self.unit_basis).reshape(N_LANDMARKS, 2)
+        self.neutral_offset[list(topo.FACE_OVAL)] = 0.0  # the outline stays: moving it steps the jaw line
         self.unit_open = np.array([u.mouth_open for u in facs.units.values()])
         self.unit_width = np.array([u.mouth_width for u in facs.units.values()])
+        self.unit_teeth = np.array([u.teeth for u in facs.units.values()])
         # how far each upper-lid point rises (px, up > 0) per unit activation: every unit's move, and the
         # part that bares the sclera (a warp only stretches the iris, so that white is painted, see
         # mouth.EyeWhitePainter and `bared_sclera`)

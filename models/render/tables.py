@@ -4,7 +4,7 @@ prompts/visemes.yaml (IPA phoneme -> mouth opening and width)."""
 from __future__ import annotations
 
 import unicodedata
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
@@ -57,6 +57,7 @@ class ActionUnit:
     mouth_width: float
     wrinkles: tuple[Wrinkle, ...]
     sclera: float = 0.0  # share of the upper lid's rise painted as eye white (AU5 shows the sclera)
+    teeth: float = 0.0  # IOD of upper teeth bared beyond the resting show (a raised upper lip)
 
 
 @dataclass(frozen=True)
@@ -72,6 +73,10 @@ class NeutraliseSpec:
     max_corner_lift: float  # IOD
     strength: float  # fraction of the excess lift removed
     radius: float  # IOD, how far around the corners the correction spreads
+    max_drop: float = 0.2  # IOD: a broad grin is only partly straightened (fully, it turns into a frown)
+    bend_fade: float = 0.5  # beyond the corners the bend fades over this many mouth half-widths
+    smile_lift: float = 0.1  # IOD of excess lift at which `undo` applies in full
+    undo: dict[str, float] = field(default_factory=dict)  # AU -> activation removed per full smile
 
 
 @dataclass(frozen=True)
@@ -129,6 +134,7 @@ def load_facs(path: Path | None = None) -> FacsTable:
             mouth_width=float(spec.get("mouth_width", 0.0)),
             wrinkles=tuple(wrinkles),
             sclera=float(spec.get("sclera", 0.0)),
+            teeth=float(spec.get("teeth", 0.0)),
         )
     emotions = {}
     for label, aus in data["emotions"].items():
@@ -137,7 +143,12 @@ def load_facs(path: Path | None = None) -> FacsTable:
             raise EngineError(f"{path}: emotion {label} uses undefined action units {sorted(unknown)}")
         emotions[str(label)] = {str(k): float(v) for k, v in (aus or {}).items()}
     blink = BlinkSpec(**{k: float(v) for k, v in data["blink"].items()})
-    neutralise = NeutraliseSpec(**{k: float(v) for k, v in data["neutralise"].items()})
+    spec = dict(data["neutralise"])
+    undo = {str(k): float(v) for k, v in (spec.pop("undo", None) or {}).items()}
+    unknown_undo = sorted(set(undo) - set(units))
+    if unknown_undo:
+        raise EngineError(f"{path}: neutralise undoes undefined action units {unknown_undo}")
+    neutralise = NeutraliseSpec(**{k: float(v) for k, v in spec.items()}, undo=undo)
     return FacsTable(emotions=emotions, units=units, blink=blink, neutralise=neutralise, source=str(path))
 
 

@@ -4,14 +4,16 @@ face mesh on rendered frames."""
 from __future__ import annotations
 
 import tracemalloc
+from pathlib import Path
 
 import numpy as np
 import pytest
 from skimage import data
 
+from emoflow.errors import EngineError
 from models.render import PreviewRenderer
 from models.render import topology as topo
-from models.render.mouth import EyeWhitePainter
+from models.render.mouth import EyeWhitePainter, MouthPainter
 from models.render.rig import FaceRig, HeadPose
 from models.render.tables import SILENCE, load_facs, load_visemes
 from models.types import CurvePoint, EmotionCurve, PhonemeTiming, Speech, Timings, WordTiming
@@ -214,7 +216,7 @@ def test_facs_table_covers_the_vocabulary() -> None:
     facs = load_facs()
     assert set(load_vocabulary().labels) <= set(facs.emotions)
     assert facs.emotions["happy"].keys() == {"AU6", "AU12"}
-    assert facs.emotions["angry"].keys() == {"AU4", "AU5", "AU7", "AU23"}
+    assert facs.emotions["angry"].keys() == {"AU4", "AU5", "AU7", "AU9", "AU23"}
     for unit in facs.units.values():
         for dx, dy in unit.moves.values():
             assert abs(dx) <= 0.25 and abs(dy) <= 0.25
@@ -259,3 +261,66 @@ def test_raised_upper_lids_bare_the_eye_white(portrait: Portrait) -> None:
     still = portrait.image.copy()
     painter.paint(still, points, np.zeros_like(rise), rig.frame.ex, rig.frame.ey)
     assert np.array_equal(still, portrait.image)
+
+
+def test_a_portraits_smile_is_bent_out_of_the_whole_mouth(portrait: Portrait) -> None:
+    """The astronaut smiles: the neutraliser lowers her mouth corners, leaves the lip centre and the face
+    outline in place, and moves both lips alike (no kink); a face without a smile is left alone."""
+    facs, visemes = load_facs(), load_visemes()
+    spec = facs.neutralise
+    rig = FaceRig(portrait.landmarks, None, facs, visemes)
+    assert rig.corner_lift > spec.max_corner_lift and rig.smile > 0
+    down = rig.neutral_offset @ rig.frame.ey / rig.frame.iod  # IOD, positive = towards the chin
+    corners = down[list(topo.MOUTH_CORNERS)]
+    assert np.all(corners > 0.5 * spec.max_drop * min(1.0, rig.smile)), corners
+    top, bottom = topo.LIP_INNER_MID
+    assert abs(down[top]) < 0.2 * corners.min() and abs(down[bottom]) < 0.2 * corners.min()
+    assert np.allclose(rig.neutral_offset[list(topo.FACE_OVAL)], 0.0)
+    # the upper and lower outer lip at the same place across the mouth move (nearly) together
+    upper, lower = list(topo.LIP_OUTER_UPPER), list(topo.LIP_OUTER_LOWER)
+    for i in upper[1:-1]:
+        j = lower[int(np.argmin(np.abs(rig.norm[lower, 0] - rig.norm[i, 0])))]
+        assert abs(down[i] - down[j]) < 0.3 * corners.max() + 0.01
+
+    # the same face with its corners pulled below the lip line: nothing to neutralise
+    frowning = portrait.landmarks.astype(np.float64).copy()
+    frowning[list(topo.MOUTH_CORNERS)] += 0.15 * rig.frame.iod * rig.frame.ey
+    sober = FaceRig(frowning, None, facs, visemes)
+    assert sober.smile == 0.0 and np.allclose(sober.neutral_offset, 0.0)
+
+
+def test_teeth_show_by_lip_raise_not_by_jaw_drop(portrait: Portrait) -> None:
+    """A dropped jaw (surprise) opens a dark mouth under a thin band of teeth; a raised upper lip (a smile's
+    teeth value in facs.yaml) bares a taller band in the same opening."""
+    facs, visemes = load_facs(), load_visemes()
+    rig = FaceRig(portrait.landmarks, None, facs, visemes)
+    painter = MouthPainter(portrait.image, portrait.landmarks, visemes.mouth)
+    points = rig.pose(np.zeros(len(rig.unit_names)), 0.35, 0.0, 0.0, HeadPose())
+    lum = np.array([0.299, 0.587, 0.114])
+
+    def bright_pixels(teeth: float) -> int:
+        frame = np.full_like(portrait.image, 40)
+        painter.paint(frame, points, rig.frame.ex, rig.frame.ey, rig.frame.iod, teeth)
+        return int(((frame @ lum) > 0.6 * float(painter.teeth @ lum)).sum())
+
+    smile_teeth = facs.units["AU12"].teeth
+    assert facs.units["AU26"].teeth == 0.0 and smile_teeth > 0
+    jaw, smile = bright_pixels(0.0), bright_pixels(smile_teeth)
+    assert jaw > 0 and smile > 2 * jaw, (jaw, smile)
+
+
+def test_neutraliser_that_undoes_an_unknown_unit_is_refused(tmp_path: Path) -> None:
+    text = Path(load_facs().source).read_text(encoding="utf-8")
+    broken = tmp_path / "facs.yaml"
+    broken.write_text(text.replace("undo: {AU6: 0.75}", "undo: {AU99: 0.75}"), encoding="utf-8")
+    with pytest.raises(EngineError, match="AU99"):
+        load_facs(broken)
+
+
+def test_speech_still_moves_a_dropped_jaw(portrait: Portrait, renderer: PreviewRenderer) -> None:
+    """Surprise holds the jaw open (AU26); the syllables must still open it further, or lip sync is lost."""
+    frames = list(renderer.render(portrait, make_speech(), constant_curve("surprise", 1.0)))
+    loud = np.mean([lip_gap(frames[i]) for i in LOUD_FRAMES])
+    silent = np.mean([lip_gap(frames[i]) for i in SILENT_FRAMES[1:3]])
+    assert silent > 0.1  # the jaw drop alone parts the lips
+    assert loud > silent + 0.08, (loud, silent)
