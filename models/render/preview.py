@@ -60,7 +60,7 @@ class PreviewRenderer:
     name = "preview"
     # 1.1.0: sad/angry/surprise FACS weights tuned against the FER judge; 1.2.0: fear re-weighted, and the
     # sclera bared by AU5 is painted; 1.3.0: the smile neutraliser bends the whole mouth, teeth show by lip
-    # raise (not by jaw drop), wider jaw drop in surprise, fear re-chosen
+    # raise (not by jaw drop), speech keeps moving a dropped jaw, fear and angry re-chosen
     version = "1.3.0"
 
     def __init__(self, size: int = 512, fps: int = 25, seed: int = 0, head_motion: float = 1.0) -> None:

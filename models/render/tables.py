@@ -71,8 +71,8 @@ class BlinkSpec:
 @dataclass(frozen=True)
 class NeutraliseSpec:
     max_corner_lift: float  # IOD
-    strength: float  # fraction of the excess lift removed
-    radius: float  # IOD, how far around the corners the correction spreads
+    strength: float  # corner drop per IOD of excess lift
+    radius: float  # IOD, how far above and below the mouth the bend fades
     max_drop: float = 0.2  # IOD: a broad grin is only partly straightened (fully, it turns into a frown)
     bend_fade: float = 0.5  # beyond the corners the bend fades over this many mouth half-widths
     smile_lift: float = 0.1  # IOD of excess lift at which `undo` applies in full
