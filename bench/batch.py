@@ -94,7 +94,7 @@ def main() -> int:
     os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", "warning")
     work = Path(tempfile.mkdtemp(prefix="emoflow-bench-batch-"))
     os.environ["EMOFLOW_HOME"] = str(work / "home")
-    from emoflow.runtime import configure_environment
+    from kernel.runtime import configure_environment
 
     configure_environment()
     chosen = [c for c in CONFIGS if not args.configs or c.name in args.configs.split(",")]
@@ -215,8 +215,8 @@ def run_config(
 
 def queue_jobs(path: Path, home: Path, database_url: str | None) -> float:
     """Submit every row as a pending job (validation included); returns the seconds it took."""
-    from emoflow.manifest import load_manifest
-    from emoflow.settings import get_settings
+    from kernel.manifest import load_manifest
+    from kernel.settings import get_settings
     from tasks.context import open_store
     from tasks.intake import submit_job
 
@@ -329,13 +329,13 @@ def worker(spec: dict[str, Any]) -> int:
         os.environ["EMOFLOW_DATABASE_URL"] = spec["database_url"]
     if spec.get("engine_threads") is not None:
         os.environ["EMOFLOW_ENGINE_THREADS"] = str(spec["engine_threads"] or os.cpu_count())
-    from emoflow.runtime import configure_environment
+    from kernel.runtime import configure_environment
 
     configure_environment()
-    from emoflow.manifest import load_manifest
-    from emoflow.settings import get_settings
-    from emoflow.threads import threads_per_worker
     from flows.batch import drain_queue, make_task_runner, run_manifest
+    from kernel.manifest import load_manifest
+    from kernel.settings import get_settings
+    from kernel.threads import threads_per_worker
     from tasks.progress import listening
 
     if "manifest" in spec:  # the re-run of a finished batch

@@ -54,8 +54,8 @@ class StageTimer:
 
 
 def narrate_timed(spec: Any) -> dict[str, Any]:
-    from emoflow.settings import get_settings
     from flows.narrate import narrate_here
+    from kernel.settings import get_settings
     from tasks.context import open_store
     from tasks.intake import submit_job
     from tasks.progress import listening
@@ -94,8 +94,8 @@ def main() -> int:
     os.environ["EMOFLOW_HOME"] = str(home)
     os.environ["EMOFLOW_OUTPUT_DIR"] = str(home / "outputs")
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
-    from emoflow.jobs import load_job_file, parse_job
-    from emoflow.runtime import configure_environment
+    from kernel.jobs import load_job_file, parse_job
+    from kernel.runtime import configure_environment
 
     configure_environment()
     from prefect import flow

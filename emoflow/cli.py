@@ -17,9 +17,9 @@ from rich.text import Text
 from emoflow.commands.evaluate import evaluate_app
 from emoflow.commands.store import store_app
 from emoflow.commands.web import register as register_web_commands
-from emoflow.errors import EmoflowError
-from emoflow.runtime import configure_environment
-from emoflow.settings import get_settings
+from kernel.errors import EmoflowError
+from kernel.runtime import configure_environment
+from kernel.settings import get_settings
 
 app = typer.Typer(
     name="emoflow",
@@ -85,7 +85,7 @@ def narrate(
 ) -> None:
     """Narrate one job end to end; finished steps already in the store are reused."""
     from emoflow.console import StageProgress
-    from emoflow.jobs import load_job_file
+    from kernel.jobs import load_job_file
 
     overrides = {
         "script": script,
@@ -133,7 +133,7 @@ def submit(
     job_file: Annotated[Path, typer.Argument(help="YAML job file.")],
 ) -> None:
     """Queue a job for the next `emoflow batch --queue` drain (or the scheduled deployment)."""
-    from emoflow.jobs import load_job_file
+    from kernel.jobs import load_job_file
 
     try:
         spec = load_job_file(job_file)
@@ -164,8 +164,8 @@ def batch(
         _fail(EmoflowError("give a MANIFEST or --queue, not both or neither"))
         return
     try:
-        from emoflow.manifest import load_manifest
         from flows.batch import drain_queue, make_task_runner, run_manifest
+        from kernel.manifest import load_manifest
         from tasks.progress import listening
 
         rows = load_manifest(manifest) if manifest is not None else None

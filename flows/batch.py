@@ -2,7 +2,7 @@
 
 Each job is one `narrate` flow run inside a task, so Prefect's task runner sets the parallelism
 (threads by default, Dask as an option) and one failed job never stops the others. Each job's
-engines get an equal share of the cores (emoflow.threads). Every job still goes through the store,
+engines get an equal share of the cores (kernel.threads). Every job still goes through the store,
 so re-running a manifest reuses every finished step.
 """
 
@@ -22,12 +22,12 @@ from prefect.cache_policies import NO_CACHE
 from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
 from prefect.task_runners import ThreadPoolTaskRunner
 
-from emoflow.errors import EmoflowError, InputError
-from emoflow.jobs import JobSpec
-from emoflow.manifest import ManifestRow
-from emoflow.settings import get_settings
-from emoflow.threads import engine_threads, set_engine_threads, threads_per_worker
 from flows.narrate import narrate
+from kernel.errors import EmoflowError, InputError
+from kernel.jobs import JobSpec
+from kernel.manifest import ManifestRow
+from kernel.settings import get_settings
+from kernel.threads import engine_threads, set_engine_threads, threads_per_worker
 from tasks.context import open_store
 from tasks.intake import submit_job
 from tasks.progress import emit

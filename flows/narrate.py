@@ -16,8 +16,8 @@ from prefect import flow
 from prefect.runtime import flow_run
 from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
 
-from emoflow.jobs import JobSpec
-from emoflow.settings import Settings, get_settings
+from kernel.jobs import JobSpec
+from kernel.settings import Settings, get_settings
 from tasks.align import align_words
 from tasks.context import open_store
 from tasks.feel import feel

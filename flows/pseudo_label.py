@@ -17,7 +17,7 @@ from typing import Any
 
 from prefect import flow
 
-from emoflow.errors import EmoflowError
+from kernel.errors import EmoflowError
 from models.vision.pseudo_labels import CROPS, SMOOTHING_S, WINDOW_S
 from stores.store import SYSTEM_ACTOR
 from tasks.pseudo_label import check_inputs, pseudo_label_videos

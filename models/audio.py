@@ -7,7 +7,7 @@ import io
 import numpy as np
 import soundfile as sf
 
-from emoflow.errors import InputError
+from kernel.errors import InputError
 
 
 def read_wav(data: bytes) -> tuple[np.ndarray, int]:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import yaml
 
-from emoflow.errors import InputError
+from kernel.errors import InputError
 
 
 @dataclass(frozen=True)

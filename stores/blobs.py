@@ -12,8 +12,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
 
-from emoflow.crashpoints import crashpoint
-from emoflow.errors import IntegrityError, StoreError
+from kernel.crashpoints import crashpoint
+from kernel.errors import IntegrityError, StoreError
 
 CHUNK = 1 << 20
 

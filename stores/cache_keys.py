@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from pathlib import PurePath
 from typing import Any
 
-from emoflow.errors import InputError
+from kernel.errors import InputError
 
 
 def _canonical(value: Any) -> Any:

@@ -18,8 +18,8 @@ from sqlalchemy.exc import IntegrityError as SAIntegrityError
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, selectinload, sessionmaker
 
-from emoflow.crashpoints import crashpoint
-from emoflow.errors import InputError, StoreError
+from kernel.crashpoints import crashpoint
+from kernel.errors import InputError, StoreError
 from stores.blobs import open_blob_store
 from stores.db import make_engine, upgrade
 from stores.records import ArtifactRef, AuditRecord, JobRecord, NewArtifact, RunRecord, StepRecord

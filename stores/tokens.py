@@ -15,7 +15,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError as SAIntegrityError
 from sqlalchemy.orm import Session
 
-from emoflow.errors import InputError
+from kernel.errors import InputError
 from stores.schema import ApiToken, utcnow
 from stores.store import ArtifactStore
 

@@ -3,6 +3,6 @@
 Prefect reads its settings at import, so the environment is set first.
 """
 
-from emoflow.runtime import configure_environment
+from kernel.runtime import configure_environment
 
 configure_environment()

@@ -7,7 +7,7 @@ from pathlib import Path
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from emoflow.settings import get_settings
+from kernel.settings import get_settings
 from models.types import ProgressFn
 from stores.records import ArtifactRef, NewArtifact
 from tasks.artifacts import json_artifact, load_plan, load_speech

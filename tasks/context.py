@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 
-from emoflow.settings import get_settings
+from kernel.settings import get_settings
 from stores.store import ArtifactStore
 
 _lock = threading.Lock()

@@ -15,8 +15,8 @@ from typing import Any
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from emoflow.errors import InputError
-from emoflow.settings import get_settings
+from kernel.errors import InputError
+from kernel.settings import get_settings
 from models.types import EmotionCurve, ProgressFn
 from models.vocabulary import load_vocabulary
 from stores.records import ArtifactRef, NewArtifact

@@ -11,8 +11,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from emoflow.errors import InputError
-from emoflow.settings import get_settings
+from kernel.errors import InputError
+from kernel.settings import get_settings
 from stores.records import ArtifactRef
 from stores.store import ArtifactStore
 from tasks.engines import get_engine

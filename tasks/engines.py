@@ -6,7 +6,7 @@ import importlib
 import threading
 from typing import Any
 
-from emoflow.errors import InputError
+from kernel.errors import InputError
 
 # job option -> engine name -> "module:Class"; imported on first use, so choosing one engine
 # never loads another's heavy dependencies

@@ -8,10 +8,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from emoflow.errors import InputError
-from emoflow.jobs import BUILTIN_PORTRAIT_PREFIX, JobSpec
-from emoflow.paths import ensure_writable_dir
-from emoflow.settings import Settings
+from kernel.errors import InputError
+from kernel.jobs import BUILTIN_PORTRAIT_PREFIX, JobSpec
+from kernel.paths import ensure_writable_dir
+from kernel.settings import Settings
 from models.vision.face import load_image, prepare_portrait
 from stores.records import NewArtifact
 from stores.store import ArtifactStore

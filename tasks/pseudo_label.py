@@ -26,7 +26,7 @@ from typing import Any
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
-from emoflow.errors import InputError
+from kernel.errors import InputError
 from models.efp.dataset import MANIFEST, LabelledClip, write_clip_set
 from models.types import Speech, Timings, WordTiming
 from models.vision.pseudo_labels import (

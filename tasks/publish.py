@@ -8,8 +8,8 @@ from prefect import task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
-from emoflow.paths import ensure_writable_dir
-from emoflow.settings import get_settings
+from kernel.paths import ensure_writable_dir
+from kernel.settings import get_settings
 from models.publish import PUBLISHER_NAME, PUBLISHER_VERSION
 from models.publish.captions import webvtt
 from models.publish.plot import curve_png

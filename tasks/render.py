@@ -9,7 +9,7 @@ from typing import Any
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from emoflow.settings import get_settings
+from kernel.settings import get_settings
 from models.publish.video import encode_frames
 from models.types import ProgressFn
 from models.vision.face import load_image, prepare_portrait

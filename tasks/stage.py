@@ -19,8 +19,8 @@ from prefect import get_run_logger
 from prefect.exceptions import MissingContextError
 from prefect.runtime import flow_run
 
-from emoflow.crashpoints import crashpoint
-from emoflow.errors import InputError, IntegrityError
+from kernel.crashpoints import crashpoint
+from kernel.errors import InputError, IntegrityError
 from models.types import ProgressFn
 from stores.cache_keys import step_cache_key
 from stores.records import ArtifactRef, NewArtifact

@@ -17,8 +17,8 @@ from typing import Any
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
-from emoflow.errors import InputError
-from emoflow.settings import get_settings
+from kernel.errors import InputError
+from kernel.settings import get_settings
 from stores.records import NewArtifact
 from stores.store import SYSTEM_ACTOR
 from tasks.context import open_store

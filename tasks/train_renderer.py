@@ -15,7 +15,7 @@ from typing import Any
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
-from emoflow.errors import InputError
+from kernel.errors import InputError
 from stores.records import NewArtifact
 from stores.store import SYSTEM_ACTOR
 from tasks.context import open_store

@@ -2,9 +2,9 @@ from pathlib import Path
 
 import pytest
 
-from emoflow.errors import InputError
-from emoflow.jobs import load_job_file, parse_job
-from emoflow.settings import Settings
+from kernel.errors import InputError
+from kernel.jobs import load_job_file, parse_job
+from kernel.settings import Settings
 
 
 def write(tmp_path: Path, text: str) -> Path:

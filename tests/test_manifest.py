@@ -2,8 +2,8 @@ from pathlib import Path
 
 import pytest
 
-from emoflow.errors import InputError
-from emoflow.manifest import load_manifest
+from kernel.errors import InputError
+from kernel.manifest import load_manifest
 
 
 def test_csv_rows_keep_their_line_numbers_and_bad_rows_their_error(tmp_path: Path) -> None:

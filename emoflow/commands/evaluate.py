@@ -19,7 +19,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from emoflow.errors import EmoflowError, InputError
+from kernel.errors import EmoflowError, InputError
 
 if TYPE_CHECKING:
     from models.evaluate.classification import ClassificationReport

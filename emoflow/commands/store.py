@@ -17,8 +17,8 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from emoflow.errors import EmoflowError
-from emoflow.settings import get_settings
+from kernel.errors import EmoflowError
+from kernel.settings import get_settings
 
 if TYPE_CHECKING:
     from stores.verify import VerifyReport

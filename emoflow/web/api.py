@@ -11,7 +11,6 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response, StreamingResponse
 from pydantic import BaseModel, Field
 
-from emoflow.errors import StoreError
 from emoflow.web import service
 from emoflow.web.auth import Reader, Writer
 from emoflow.web.schemas import (
@@ -22,6 +21,7 @@ from emoflow.web.schemas import (
     RunSummaryOut,
     SubmittedOut,
 )
+from kernel.errors import StoreError
 
 router = APIRouter(tags=["api"])
 SHA256 = re.compile(r"^[0-9a-f]{64}$")

@@ -10,11 +10,11 @@ from fastapi import FastAPI, Request, status
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 
-from emoflow.errors import InputError, StoreError
-from emoflow.runtime import configure_environment
 from emoflow.web import api, pages
 from emoflow.web.launcher import Launcher
 from emoflow.web.limits import Limits
+from kernel.errors import InputError, StoreError
+from kernel.runtime import configure_environment
 from stores.store import ArtifactStore
 
 

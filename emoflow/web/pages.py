@@ -11,11 +11,11 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 
-from emoflow.errors import InputError
 from emoflow.web import service, views
 from emoflow.web.api import filter_runs
 from emoflow.web.auth import COOKIE
 from flows.rerender import emotion_colors
+from kernel.errors import InputError
 from stores.records import RunRecord
 from stores.tokens import TokenRecord, verify_token
 

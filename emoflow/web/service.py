@@ -17,13 +17,13 @@ from typing import Any
 from fastapi import HTTPException, UploadFile, status
 from PIL import Image
 
-from emoflow.errors import InputError, StoreError
-from emoflow.jobs import BUILTIN_PORTRAIT_PREFIX, parse_job
-from emoflow.settings import get_settings
 from emoflow.web.launcher import Launcher
 from emoflow.web.limits import IMAGE_FORMATS, Limits
 from flows.narrate import narrate
 from flows.rerender import commit_edited_curve, rerender, run_curve
+from kernel.errors import InputError, StoreError
+from kernel.jobs import BUILTIN_PORTRAIT_PREFIX, parse_job
+from kernel.settings import get_settings
 from stores.records import ArtifactRef, JobRecord, RunRecord
 from stores.store import ArtifactStore
 from stores.tokens import TokenRecord

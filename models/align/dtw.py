@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from emoflow.errors import EngineError, InputError
+from kernel.errors import EngineError, InputError
 from models.align.engine_timings import EngineTimingAligner
 from models.types import EmotionPlan, PhonemeTiming, PlannedWord, Speech, Timings, WordTiming
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from emoflow.errors import EngineError
+from kernel.errors import EngineError
 from models.types import EmotionPlan, Speech, Timings, WordTiming
 
 FRAME_S = 0.01

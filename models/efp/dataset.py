@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from emoflow.errors import InputError
+from kernel.errors import InputError
 
 MANIFEST = "clips.jsonl"
 

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from emoflow.errors import InputError
+from kernel.errors import InputError
 from models.efp.dataset import LabelledClip, LabelledWord, write_clip_set
 from models.types import EmotionPlan, PlannedWord, Speech
 

@@ -30,7 +30,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from emoflow.errors import EngineError, InputError
+from kernel.errors import EngineError, InputError
 
 FRAME_RATE = 50.0  # frames per second, emotion2vec's rate; the embedded extractor matches it
 SAMPLE_RATE = 16_000  # both extractors work at 16 kHz

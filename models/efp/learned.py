@@ -33,7 +33,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from emoflow.errors import EngineError, InputError
+from kernel.errors import EngineError, InputError
 from models.efp.features import POOLING_VERSION, FrameExtractor, build_extractor, pooled_dim, word_vectors
 from models.types import CurvePoint, EmotionCurve, EmotionPlan, Speech, Timings, word_spans
 from models.vocabulary import Vocabulary, load_vocabulary
@@ -399,7 +399,7 @@ class LearnedEFP:
 
 
 def _model_path_from_settings() -> Path:
-    from emoflow.settings import get_settings
+    from kernel.settings import get_settings
 
     ref = get_settings().efp_model
     if not ref:

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from emoflow.errors import EngineError
+from kernel.errors import EngineError
 from models.efp.params import EFPConfig
 from models.plan.phrases import lookup_emotion
 from models.plan.tokens import sentence_ids

@@ -7,7 +7,7 @@ import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from emoflow.errors import EngineError
+from kernel.errors import EngineError
 
 FITTED_FILE = Path(__file__).with_name("fitted_fusion.json")
 SOURCES = ("plan", "text", "lexicon", "prosody")

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from emoflow.errors import EngineError
+from kernel.errors import EngineError
 from models.efp.params import EFPConfig
 from models.plan.tokens import sentence_ids
 from models.types import EmotionPlan

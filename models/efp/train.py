@@ -22,7 +22,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from emoflow.errors import InputError
+from kernel.errors import InputError
 from models.efp.dataset import LabelledClip
 from models.efp.features import POOLING_VERSION, FrameExtractor, extractor_spec
 from models.efp.learned import EFPNet, ModelConfig, TrainedEFP, word_inputs

@@ -9,7 +9,7 @@ from typing import Any, Protocol
 
 import yaml
 
-from emoflow.errors import InputError
+from kernel.errors import InputError
 from models.evaluate.classification import score_labels
 from models.types import EmotionPlan
 

@@ -28,7 +28,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from emoflow.errors import InputError
+from kernel.errors import InputError
 from models.evaluate.classification import ClassificationReport, score_labels
 from models.vision.judge import LABELS, FaceEmotionJudge
 

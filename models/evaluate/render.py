@@ -24,7 +24,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from emoflow.errors import EmoflowError, InputError
+from kernel.errors import EmoflowError, InputError
 from models.evaluate import metrics
 from models.evaluate.speech import frame_energy, synthetic_speech
 from models.render import PreviewRenderer

@@ -17,8 +17,8 @@ from typing import Any
 
 import yaml
 
-from emoflow.errors import EngineError
-from emoflow.settings import get_settings
+from kernel.errors import EngineError
+from kernel.settings import get_settings
 from models.plan.description import interpret
 from models.plan.placement import (
     END,

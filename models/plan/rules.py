@@ -10,7 +10,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from emoflow.errors import InputError
+from kernel.errors import InputError
 from models.plan.description import interpret
 from models.plan.language import language_warning
 from models.plan.phrases import read_phrase

@@ -9,7 +9,7 @@ from pathlib import Path
 import imageio_ffmpeg
 import numpy as np
 
-from emoflow.errors import EngineError
+from kernel.errors import EngineError
 from models.types import ProgressFn
 
 

@@ -12,7 +12,7 @@ from typing import Any
 
 import yaml
 
-from emoflow.errors import EngineError
+from kernel.errors import EngineError
 
 N_LANDMARKS = 468
 # landmark fields the face rig computes per portrait (models/render/rig.py) that AUs may move

@@ -16,7 +16,7 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-from emoflow.errors import InputError
+from kernel.errors import InputError
 from models.tts.base import SpeechEngine, StreamingSpeechEngine
 
 ENGINES: tuple[str, ...] = ("piper", "espeak")

@@ -18,7 +18,7 @@ from difflib import SequenceMatcher
 import numpy as np
 from scipy.ndimage import minimum_filter1d
 
-from emoflow.errors import EngineError, InputError
+from kernel.errors import EngineError, InputError
 from models.types import EmotionPlan, PhonemeTiming, PlannedWord, Timings, WordTiming
 from models.vocabulary import Prosody, Vocabulary
 

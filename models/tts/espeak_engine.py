@@ -28,7 +28,7 @@ from xml.sax.saxutils import escape
 
 import numpy as np
 
-from emoflow.errors import EngineError
+from kernel.errors import EngineError
 from models.tts import common, streaming
 from models.tts.common import Sentence, Unit, WordSpan
 from models.types import EmotionPlan, PlannedWord, ProgressFn, Speech

@@ -22,7 +22,7 @@ import re
 import unicodedata
 from dataclasses import dataclass
 
-from emoflow.errors import InputError
+from kernel.errors import InputError
 from models.types import EmotionPlan, PhonemeTiming, PlannedWord, Timings, WordTiming
 
 URL_RE = re.compile(

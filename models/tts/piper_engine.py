@@ -40,8 +40,8 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
-from emoflow.errors import EngineError
-from emoflow.threads import onnx_intra_op_threads
+from kernel.errors import EngineError
+from kernel.threads import onnx_intra_op_threads
 from models.tts import common, streaming
 from models.tts.common import Sentence, Unit, WordSpan
 from models.tts.shaping import TimeMap, WordShape, apply_gain, needs_world, reshape

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from emoflow.errors import EngineError, InputError
+from kernel.errors import EngineError, InputError
 from models.tts import common, normalize
 from models.types import EmotionPlan, PhonemeTiming, PlannedWord, ProgressFn, Speech, Timings, WordTiming
 from models.vocabulary import Vocabulary

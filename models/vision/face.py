@@ -19,7 +19,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from emoflow.errors import EngineError, InputError
+from kernel.errors import EngineError, InputError
 
 N_LANDMARKS = 468
 

@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from emoflow.errors import EngineError, InputError
+from kernel.errors import EngineError, InputError
 
 # The model's class order (FER2013).
 LABELS: tuple[str, ...] = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")

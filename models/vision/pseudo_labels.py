@@ -27,7 +27,7 @@ from pathlib import Path
 import imageio_ffmpeg
 import numpy as np
 
-from emoflow.errors import EngineError, InputError
+from kernel.errors import EngineError, InputError
 from models.efp.dataset import LabelledWord
 from models.publish.video import ffmpeg_report
 from models.types import ProgressFn, WordTiming

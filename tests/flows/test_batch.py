@@ -11,12 +11,12 @@ import pytest
 from typer.testing import CliRunner
 
 from emoflow.cli import app
-from emoflow.errors import InputError
-from emoflow.jobs import parse_job
-from emoflow.manifest import load_manifest
-from emoflow.settings import get_settings
-from emoflow.threads import available_cores, engine_threads, onnx_intra_op_threads, threads_per_worker
 from flows.batch import drain_queue, make_task_runner, run_manifest
+from kernel.errors import InputError
+from kernel.jobs import parse_job
+from kernel.manifest import load_manifest
+from kernel.settings import get_settings
+from kernel.threads import available_cores, engine_threads, onnx_intra_op_threads, threads_per_worker
 from tasks.context import open_store
 from tasks.intake import submit_job
 

@@ -20,9 +20,9 @@ from sqlalchemy.exc import OperationalError, ProgrammingError
 from typer.testing import CliRunner
 
 from emoflow.cli import app
-from emoflow.jobs import parse_job
-from emoflow.settings import get_settings
 from flows.narrate import narrate
+from kernel.jobs import parse_job
+from kernel.settings import get_settings
 from models.audio import read_wav
 from models.evaluate import metrics
 from models.evaluate.speech import frame_energy

@@ -8,8 +8,8 @@ from pathlib import Path
 import fsspec
 import pytest
 
-from emoflow.jobs import parse_job
 from flows.narrate import submit_and_narrate
+from kernel.jobs import parse_job
 from tasks.context import open_store, reset_stores
 
 

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 import soundfile as sf
 
-from emoflow.errors import EngineError, InputError
 from flows.pseudo_label import main, pseudo_label
+from kernel.errors import EngineError, InputError
 from models.efp.dataset import read_clip_set
 from models.types import Timings, WordTiming
 from stores.records import NewArtifact

@@ -13,8 +13,8 @@ from prefect.client.orchestration import get_client
 from prefect.deployments import run_deployment
 from prefect.exceptions import ObjectNotFound
 
-from emoflow.jobs import parse_job
-from emoflow.settings import get_settings
+from kernel.jobs import parse_job
+from kernel.settings import get_settings
 from tasks.context import open_store
 from tasks.intake import submit_job
 

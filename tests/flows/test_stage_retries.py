@@ -8,7 +8,7 @@ import pytest
 from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 
-from emoflow.errors import EngineError, InputError
+from kernel.errors import EngineError, InputError
 from stores.records import NewArtifact
 from tasks.context import open_store
 from tasks.stage import retry_transient, run_stage

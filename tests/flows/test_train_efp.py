@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from emoflow.errors import InputError
-from emoflow.jobs import parse_job
-from emoflow.settings import get_settings
 from flows.narrate import narrate
 from flows.train_efp import main, train_efp
+from kernel.errors import InputError
+from kernel.jobs import parse_job
+from kernel.settings import get_settings
 from models.efp.learned import load_model
 from tasks.context import open_store
 from tasks.efp_model import MODEL_KIND, find_model

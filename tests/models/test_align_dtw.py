@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from emoflow.errors import EngineError, InputError
+from kernel.errors import EngineError, InputError
 from models.align.dtw import DtwAligner
 from models.align.engine_timings import EngineTimingAligner
 from models.tts import get_speech_engine

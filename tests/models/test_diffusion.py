@@ -11,7 +11,7 @@ import pytest
 import torch
 from diffusers.models.attention_processor import Attention
 
-from emoflow.errors import EngineError
+from kernel.errors import EngineError
 from models.render.diffusion import (
     DiffusionRenderer,
     EmoTalkPipeline,

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from emoflow.errors import InputError
+from kernel.errors import InputError
 from models.efp.dataset import LabelledClip, LabelledWord, read_clip_set, write_clip_set
 
 

@@ -101,7 +101,7 @@ def test_the_engine_runs_the_shipped_fitted_weights() -> None:
 
 
 def test_a_missing_fitted_file_is_an_engine_error(tmp_path: Path) -> None:
-    from emoflow.errors import EngineError
+    from kernel.errors import EngineError
 
     with pytest.raises(EngineError, match="fitted"):
         fitted_weights(tmp_path / "absent.json")

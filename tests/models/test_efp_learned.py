@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from emoflow.errors import EngineError, InputError
+from kernel.errors import EngineError, InputError
 from models.efp.dataset import LabelledClip, LabelledWord, read_clip_set, write_clip_set
 from models.efp.features import FRAME_RATE, EmbeddedFeatures, build_extractor, pooled_dim, word_vectors
 from models.efp.learned import LearnedEFP, load_model, save_model, speaker_standardised
@@ -201,7 +201,7 @@ def test_bad_clip_sets_are_input_errors(tmp_path) -> None:
 
 
 def test_engine_without_a_model_says_how_to_train_one(monkeypatch: pytest.MonkeyPatch) -> None:
-    from emoflow.settings import get_settings
+    from kernel.settings import get_settings
 
     monkeypatch.delenv("EMOFLOW_EFP_MODEL", raising=False)
     get_settings.cache_clear()

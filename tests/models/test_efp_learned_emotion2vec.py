@@ -14,7 +14,7 @@ import pytest
 import torch
 import yaml
 
-from emoflow.errors import EngineError, InputError
+from kernel.errors import EngineError, InputError
 from models.efp.dataset import read_clip_set
 from models.efp.features import Emotion2vecFeatures, build_extractor, pooled_dim, word_vectors
 from models.efp.learned import LearnedEFP, save_model

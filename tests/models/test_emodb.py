@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from emoflow.errors import InputError
+from kernel.errors import InputError
 from models.efp.dataset import read_clip_set
 from models.efp.emodb import SENTENCES, GermanAligner, emodb_clip_set, read_labels
 

@@ -16,7 +16,7 @@ from skimage import data
 from typer.testing import CliRunner
 
 from emoflow.commands.evaluate import evaluate_app
-from emoflow.errors import InputError
+from kernel.errors import InputError
 from models.evaluate import metrics
 from models.evaluate.speech import frame_energy, synthetic_speech
 from models.vision.face import MAX_IMAGE_PIXELS, Portrait, face_turn, load_image, prepare_portrait

@@ -8,7 +8,7 @@ import pytest
 import torch
 from skimage import data
 
-from emoflow.errors import InputError
+from kernel.errors import InputError
 from models.vision.judge import LABELS, FaceEmotionJudge, MiniXception, same_max_pool, weights_path
 
 

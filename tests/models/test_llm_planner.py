@@ -9,7 +9,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from emoflow.errors import EngineError
+from kernel.errors import EngineError
 from models.plan import RulePlanner
 from models.plan import llm as llm_module
 from models.plan.llm import LLMPlanner, ReplyError, parse_reply

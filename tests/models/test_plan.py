@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from emoflow.errors import InputError
+from kernel.errors import InputError
 from models.plan import RulePlanner
 from models.types import EmotionPlan
 from models.vocabulary import load_vocabulary

@@ -10,7 +10,7 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from emoflow.errors import InputError
+from kernel.errors import InputError
 from models.plan import RulePlanner
 from models.plan.placement import RAMP_LOW, SENTENCE, Instruction, Span, place
 from models.plan.tokens import WORD_RE, sentence_ids

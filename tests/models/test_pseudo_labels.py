@@ -11,7 +11,7 @@ import pytest
 import soundfile as sf
 from skimage import data
 
-from emoflow.errors import InputError
+from kernel.errors import InputError
 from models.plan.rules import RulePlanner
 from models.publish.video import encode_frames, mux
 from models.types import Speech, WordTiming

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from skimage import data
 
-from emoflow.errors import EngineError
+from kernel.errors import EngineError
 from models.render import PreviewRenderer
 from models.render import topology as topo
 from models.render.mouth import EyeWhitePainter, MouthPainter

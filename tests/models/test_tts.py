@@ -9,7 +9,7 @@ import librosa
 import numpy as np
 import pytest
 
-from emoflow.errors import InputError
+from kernel.errors import InputError
 from models.tts import ENGINES, SpeechEngine, get_speech_engine
 from models.tts.common import match_unit_counts, split_sentences
 from models.types import EmotionPlan, PlannedWord, Speech

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from emoflow.errors import EngineError, InputError
+from kernel.errors import EngineError, InputError
 from models.tts import ENGINES, StreamingSpeechEngine, get_speech_engine
 from models.tts.common import check_audible, split_sentences
 from models.tts.espeak_engine import EspeakEngine

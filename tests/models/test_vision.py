@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 from skimage import data
 
-from emoflow.errors import InputError
+from kernel.errors import InputError
 from models.vision import Portrait, detect_faces, detect_landmarks, load_image, prepare_portrait
 
 

@@ -16,9 +16,9 @@ from sqlalchemy import text
 from typer.testing import CliRunner
 
 from emoflow.cli import app
-from emoflow.errors import InputError
-from emoflow.jobs import load_job_file, parse_job
-from emoflow.manifest import load_manifest
+from kernel.errors import InputError
+from kernel.jobs import load_job_file, parse_job
+from kernel.manifest import load_manifest
 from models.audio import read_wav
 from models.plan.rules import RulePlanner
 from tasks.intake import read_portrait

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from emoflow.crashpoints import EXIT_CODE
+from kernel.crashpoints import EXIT_CODE
 from stores.verify import VerifyReport, verify_store
 from tests.reliability.helpers import STAGES, Home, narrate_cli, write_job
 

@@ -10,7 +10,7 @@ from sqlalchemy import text
 from typer.testing import CliRunner
 
 from emoflow.cli import app
-from emoflow.errors import StoreError
+from kernel.errors import StoreError
 from stores import blobs as blobs_module
 from stores.records import NewArtifact
 from stores.store import ArtifactStore

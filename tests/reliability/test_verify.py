@@ -11,7 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from emoflow.commands.store import store_app
-from emoflow.errors import IntegrityError
+from kernel.errors import IntegrityError
 from stores.records import NewArtifact
 from stores.store import ArtifactStore
 from stores.verify import verify_store

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from emoflow.errors import IntegrityError, StoreError
+from kernel.errors import IntegrityError, StoreError
 from stores.blobs import BlobStore
 
 

@@ -2,7 +2,7 @@ import math
 
 import pytest
 
-from emoflow.errors import InputError
+from kernel.errors import InputError
 from stores.cache_keys import canonical_json, step_cache_key
 
 INPUTS = {"plan": "a" * 64}

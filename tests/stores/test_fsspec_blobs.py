@@ -15,7 +15,7 @@ from pathlib import Path
 import fsspec
 import pytest
 
-from emoflow.errors import IntegrityError, StoreError
+from kernel.errors import IntegrityError, StoreError
 from stores.blobs import BlobStore, FsspecBlobStore, open_blob_store
 
 

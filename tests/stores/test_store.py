@@ -7,7 +7,7 @@ from alembic.migration import MigrationContext
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 
-from emoflow.errors import InputError, StoreError
+from kernel.errors import InputError, StoreError
 from stores.records import NewArtifact
 from stores.schema import Base
 from stores.store import ArtifactStore

@@ -23,7 +23,7 @@ import torch
 from diffusers import AutoencoderKL, DDIMScheduler, UNet2DConditionModel
 from transformers import Wav2Vec2Config, Wav2Vec2Model
 
-from emoflow.errors import EngineError
+from kernel.errors import EngineError
 from models.render.diffusion.modules import (
     DEFAULT_LABELS,
     AudioProjection,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from pathlib import Path
 
-from emoflow.errors import InputError
+from kernel.errors import InputError
 
 
 def ensure_writable_dir(directory: Path) -> None:

@@ -9,8 +9,8 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from emoflow.errors import InputError
-from emoflow.settings import Settings
+from kernel.errors import InputError
+from kernel.settings import Settings
 
 BUILTIN_PORTRAIT_PREFIX = "skimage:"
 

@@ -6,7 +6,7 @@ import contextlib
 import os
 from pathlib import Path
 
-from emoflow.settings import get_settings
+from kernel.settings import get_settings
 
 
 def configure_environment() -> None:

@@ -9,8 +9,8 @@ from typing import Any
 
 import yaml
 
-from emoflow.errors import InputError
-from emoflow.jobs import JobSpec, load_job_file, parse_job
+from kernel.errors import InputError
+from kernel.jobs import JobSpec, load_job_file, parse_job
 
 
 @dataclass(frozen=True)
