@@ -3,7 +3,7 @@
     base pipeline (--weights DIR) + clips (*.npz) ─ train N steps ─> "renderer-weights" artifact
                                                                   (+ a full pipeline folder, optional)
 
-Run: .venv/bin/python -m flows.train_renderer --weights DIR --steps 1000 clip1.npz clip2.npz ...
+Run: .venv/bin/python -m flows.train_renderer --weights DIR --steps 1000 [--name NAME] clip1.npz ...
 See docs/diffusion.md for the data format and the GPU recipe.
 """
 
@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from prefect import flow
 
 from stores.store import SYSTEM_ACTOR
-from tasks.train_renderer import train_renderer_weights
+from tasks.train_renderer import DEFAULT_NAME, train_renderer_weights
 
 
 @dataclass(frozen=True)
@@ -39,6 +39,7 @@ def train_renderer(
     motion_frames: int = 2,
     condition_drop: float = 0.05,
     export_dir: str | None = None,
+    name: str = DEFAULT_NAME,
     actor: str = SYSTEM_ACTOR,
 ) -> TrainedRenderer:
     out = train_renderer_weights(
@@ -53,6 +54,7 @@ def train_renderer(
         motion_frames=motion_frames,
         condition_drop=condition_drop,
         export_dir=export_dir,
+        name=name,
         actor=actor,
     )
     return TrainedRenderer(
@@ -76,6 +78,9 @@ def main(argv: list[str] | None = None) -> TrainedRenderer:
     )
     parser.add_argument("--no-temporal", action="store_true", help="keep the temporal modules frozen")
     parser.add_argument("--export", default=None, help="also save the trained pipeline to this folder")
+    parser.add_argument(
+        "--name", default=DEFAULT_NAME, help="register the trained weights under this name in the store"
+    )
     args = parser.parse_args(argv)
     result = train_renderer(
         args.weights,
@@ -87,6 +92,7 @@ def main(argv: list[str] | None = None) -> TrainedRenderer:
         dtype=args.dtype,
         train_temporal=not args.no_temporal,
         export_dir=args.export,
+        name=args.name,
     )
     print(f"renderer-weights {result.weights_sha256}  final loss {result.losses[-1]:.5f}")
     return result

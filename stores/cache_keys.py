@@ -3,48 +3,32 @@
 from __future__ import annotations
 
 import hashlib
-import json
-import math
 from collections.abc import Mapping
-from pathlib import PurePath
 from typing import Any
 
-from kernel.errors import InputError
+from kernel.canonical import canonical_json
 
-
-def _canonical(value: Any) -> Any:
-    if isinstance(value, bool) or value is None or isinstance(value, str):
-        return value
-    if isinstance(value, int):
-        return value
-    if isinstance(value, float):
-        if not math.isfinite(value):
-            raise InputError(f"cache key parameters must be finite numbers, got {value!r}")
-        # 1 and 1.0 mean the same setting; 12 significant digits absorb float noise
-        rounded = float(f"{value:.12g}")
-        return int(rounded) if rounded.is_integer() else rounded
-    if isinstance(value, Mapping):
-        return {str(k): _canonical(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_canonical(v) for v in value]
-    if isinstance(value, PurePath):
-        return str(value)
-    raise InputError(f"cache key parameters must be JSON-like, got {type(value).__name__}")
-
-
-def canonical_json(value: Any) -> str:
-    """JSON with sorted keys, no whitespace and normalised numbers: equal settings give equal text."""
-    return json.dumps(_canonical(value), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+__all__ = ["canonical_json", "step_cache_key"]
 
 
 def step_cache_key(
-    stage: str, engine: str, engine_version: str, params: Mapping[str, Any], inputs: Mapping[str, str]
+    stage: str,
+    engine: str,
+    engine_version: str,
+    params: Mapping[str, Any],
+    inputs: Mapping[str, str],
+    engine_digests: Mapping[str, str] | None = None,
 ) -> str:
-    """sha256 of stage, engine name and version, canonical params and the input artifacts' hashes."""
+    """sha256 of stage, engine identity, canonical params and the input artifacts' hashes.
+
+    The engine identity is its name and declared version plus `engine_digests`: the digests of the
+    tables, model files and source code its output depends on, so an edit of any of them is a miss.
+    """
     payload = {
         "stage": stage,
         "engine": engine,
         "engine_version": engine_version,
+        "engine_digests": dict(engine_digests or {}),
         "params": params,
         "inputs": dict(inputs),
     }

@@ -7,6 +7,22 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from stores.status import JobStatus, RunStatus, StepStatus
+
+__all__ = [
+    "ArtifactRef",
+    "AuditRecord",
+    "JobRecord",
+    "JobStatus",
+    "LineageStep",
+    "ModelRecord",
+    "NewArtifact",
+    "RunRecord",
+    "RunStatus",
+    "StepRecord",
+    "StepStatus",
+]
+
 
 @dataclass(frozen=True)
 class ArtifactRef:
@@ -38,7 +54,7 @@ class StepRecord:
     engine_version: str
     params: dict[str, Any]
     cache_key: str
-    status: str
+    status: StepStatus
     cache_hit: bool
     attempts: int
     started_at: datetime
@@ -47,6 +63,8 @@ class StepRecord:
     error: str | None
     inputs: dict[str, ArtifactRef]
     outputs: dict[str, ArtifactRef]
+    # which table/model/source digests the engine identity covered (last: keyword construction still works)
+    engine_digests: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -58,7 +76,7 @@ class JobRecord:
     description: str
     portrait_sha256: str
     options: dict[str, Any]
-    status: str
+    status: JobStatus
     submitted_at: datetime
 
 
@@ -67,7 +85,7 @@ class RunRecord:
     id: str
     job: JobRecord
     prefect_flow_run_id: str | None
-    status: str
+    status: RunStatus
     error: str | None
     started_at: datetime
     finished_at: datetime | None
@@ -84,3 +102,30 @@ class AuditRecord:
     run_id: str | None
     step_id: int | None
     details: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class LineageStep:
+    """A step an artifact flowed through: the run it belongs to, the step, and the artifact's name there."""
+
+    run_id: str
+    step: StepRecord
+    name: str  # the input or output name, e.g. "video" for publish's video
+
+
+@dataclass(frozen=True)
+class ModelRecord:
+    """One registration of a trained model: `name` (within `kind`) points at a stored artifact."""
+
+    id: int
+    kind: str  # e.g. "efp", "renderer"
+    name: str
+    version: int  # 1, 2, ... per (kind, name); the highest is what the name means now
+    artifact: ArtifactRef
+    metadata: dict[str, Any]
+    actor: str
+    created_at: datetime
+
+    @property
+    def sha256(self) -> str:
+        return self.artifact.sha256

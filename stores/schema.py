@@ -1,4 +1,5 @@
-"""The system of record: jobs, runs, steps, artifacts, lineage and an append-only audit trail."""
+"""The system of record: jobs, runs, steps, artifacts, lineage, registered models and an append-only
+audit trail."""
 
 from __future__ import annotations
 
@@ -16,8 +17,11 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+from stores.status import JobStatus, RunStatus, StepStatus
 
 
 def utcnow() -> datetime:
@@ -41,7 +45,7 @@ class Job(Base):
     description: Mapped[str] = mapped_column(Text)
     portrait_sha256: Mapped[str] = mapped_column(String(64))
     options: Mapped[dict[str, Any]] = mapped_column(JSON)
-    status: Mapped[str] = mapped_column(String(20), default="pending", index=True)
+    status: Mapped[str] = mapped_column(String(20), default=JobStatus.PENDING.value, index=True)
     submitted_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     runs: Mapped[list[Run]] = relationship(back_populates="job", order_by="Run.started_at")
@@ -53,7 +57,7 @@ class Run(Base):
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
     job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id"), index=True)
     prefect_flow_run_id: Mapped[str | None] = mapped_column(String(64))
-    status: Mapped[str] = mapped_column(String(20), default="running", index=True)
+    status: Mapped[str] = mapped_column(String(20), default=RunStatus.RUNNING.value, index=True)
     error: Mapped[str | None] = mapped_column(Text)
     started_at: Mapped[datetime] = mapped_column(default=utcnow)
     finished_at: Mapped[datetime | None]
@@ -73,13 +77,17 @@ class Step(Base):
     params: Mapped[dict[str, Any]] = mapped_column(JSON)
     cache_key: Mapped[str] = mapped_column(String(64), index=True)
     # running -> succeeded | failed; "cached" when a committed step with the same key was reused
-    status: Mapped[str] = mapped_column(String(20), default="running", index=True)
+    status: Mapped[str] = mapped_column(String(20), default=StepStatus.RUNNING.value, index=True)
     cache_hit: Mapped[bool] = mapped_column(Boolean, default=False)
     attempts: Mapped[int] = mapped_column(Integer, default=1)
     started_at: Mapped[datetime] = mapped_column(default=utcnow)
     finished_at: Mapped[datetime | None]
     seconds: Mapped[float | None] = mapped_column(Float)
     error: Mapped[str | None] = mapped_column(Text)
+    # digest name -> digest of what the engine identity covered (tables, model files, sources)
+    engine_digests: Mapped[dict[str, str]] = mapped_column(
+        JSON, default=dict, server_default=text("'{}'"), nullable=False
+    )
 
     run: Mapped[Run] = relationship(back_populates="steps")
     lineage: Mapped[list[Lineage]] = relationship(back_populates="step", order_by="Lineage.id")
@@ -111,6 +119,31 @@ class Lineage(Base):
     name: Mapped[str] = mapped_column(String(40))
 
     step: Mapped[Step] = relationship(back_populates="lineage")
+    artifact: Mapped[Artifact] = relationship()
+
+
+class RegisteredModel(Base):
+    """A trained model's name: the newest version under (kind, name) is what the name refers to.
+
+    One artifact may be registered under several names; re-training under a name adds a version.
+    """
+
+    __tablename__ = "registered_models"
+    __table_args__ = (
+        # also serves "newest version of this name"
+        UniqueConstraint("kind", "name", "version", name="uq_registered_models_kind_name_version"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    kind: Mapped[str] = mapped_column(String(40))
+    name: Mapped[str] = mapped_column(String(200))
+    version: Mapped[int] = mapped_column(Integer)
+    sha256: Mapped[str] = mapped_column(String(64), index=True)
+    artifact_id: Mapped[int] = mapped_column(ForeignKey("artifacts.id"))
+    meta: Mapped[dict[str, Any]] = mapped_column("metadata", JSON)
+    actor: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
     artifact: Mapped[Artifact] = relationship()
 
 

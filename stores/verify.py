@@ -33,10 +33,12 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from stores.blobs import BlobStore, FsspecBlobStore, sha256_file
+from stores.convert import aware
 from stores.schema import Artifact, AuditEvent, Lineage, Run, Step, utcnow
-from stores.store import SYSTEM_ACTOR, ArtifactStore, _aware
+from stores.status import LIVE_STEP_STATUSES, JobStatus, RunStatus, StepStatus
+from stores.store import SYSTEM_ACTOR, ArtifactStore
 
-LIVE_STEP = ("succeeded", "cached")  # statuses whose outputs a later run may rely on
+LIVE_STEP = LIVE_STEP_STATUSES  # statuses whose outputs a later run may rely on
 QUARANTINE = "quarantine"
 
 
@@ -131,10 +133,10 @@ def verify_store(
         for run_id, why in abandoned.items():
             report.problems.append(Problem("abandoned_run", f"run {run_id}", why))
         for step in steps.values():
-            if step.status != "running":
+            if step.status != StepStatus.RUNNING:
                 continue
             run_status = step.run.status
-            if run_status != "running" or step.run_id in abandoned:
+            if run_status != RunStatus.RUNNING or step.run_id in abandoned:
                 why = abandoned.get(step.run_id, f"its run is {run_status}")
                 report.problems.append(Problem("stuck_step", f"step {step.id}", f"{step.stage}: {why}"))
 
@@ -175,21 +177,22 @@ def _repair(
     invalid |= {sid: s for sid in dangling_steps if (s := session.get(Step, sid)) is not None}
     for step in invalid.values():
         if step.status in LIVE_STEP:
-            step.status, step.error = "invalidated", "store verify: an output blob was corrupt or missing"
+            step.status = StepStatus.INVALIDATED
+            step.error = "store verify: an output blob was corrupt or missing"
             report.invalidated_steps.append(step.id)
     for problem in report.problems:
         if problem.kind == "stuck_step":
             step = session.get(Step, int(problem.subject.removeprefix("step ")))
             if step is not None:
-                step.status, step.finished_at = "failed", now
+                step.status, step.finished_at = StepStatus.FAILED, now
                 step.error = f"abandoned (store verify): {problem.detail}"
             problem.repaired = True
         elif problem.kind == "abandoned_run":
             run = session.get(Run, problem.subject.removeprefix("run "))
             if run is not None:
-                run.status, run.finished_at = "failed", now
+                run.status, run.finished_at = RunStatus.FAILED, now
                 run.error = f"abandoned (store verify): {problem.detail}"
-                run.job.status = "failed"
+                run.job.status = JobStatus.FAILED
             problem.repaired = True
     counts: dict[str, int] = {}
     for problem in report.problems:
@@ -272,7 +275,7 @@ def _abandoned_runs(session: Session, stale_after: timedelta) -> dict[str, str]:
     host = socket.gethostname()
     now = utcnow()
     found: dict[str, str] = {}
-    for run in session.scalars(select(Run).where(Run.status == "running")):
+    for run in session.scalars(select(Run).where(Run.status == RunStatus.RUNNING)):
         start = session.scalars(
             select(AuditEvent).where(AuditEvent.run_id == run.id, AuditEvent.action == "run.start")
         ).first()
@@ -280,7 +283,7 @@ def _abandoned_runs(session: Session, stale_after: timedelta) -> dict[str, str]:
         if details.get("host") == host and isinstance(details.get("pid"), int):
             if not _alive(details["pid"]):
                 found[run.id] = f"its process {details['pid']} on {host} is gone"
-        elif now - _aware(run.started_at) > stale_after:
+        elif now - aware(run.started_at) > stale_after:
             found[run.id] = f"started more than {stale_after} ago and never finished"
     return found
 

@@ -218,7 +218,7 @@ def _transcripts(given: list[str], n_videos: int) -> list[str | None]:
         raise InputError(
             f"{len(given)} transcripts for {n_videos} videos: give none, one for all, or one per video"
         )
-    texts = [_read_transcript(t) for t in given]
+    texts: list[str | None] = [_read_transcript(t) for t in given]
     if not texts:
         return [None] * n_videos
     return texts * n_videos if len(texts) == 1 else texts
@@ -264,18 +264,15 @@ def _align(wav: Path, text: str) -> list[WordTiming]:
 
 def _published_run(store: ArtifactStore, video_sha256: str) -> tuple[Timings, ArtifactRef] | None:
     """(word timings, speech) of the run whose publish step wrote this video, if the store has one."""
-    if not any(ref.kind == "video" for ref in store.find_artifacts(video_sha256)):
+    produced = store.producer_of(video_sha256, kind="video")
+    if produced is None or produced.step.stage != "publish" or produced.name != "video":
         return None
-    for run in store.list_runs(limit=10_000):
-        outputs = {step.stage: step.outputs for step in run.steps}
-        video = outputs.get("publish", {}).get("video")
-        if video is None or video.sha256 != video_sha256:
-            continue
-        timings = outputs.get("align", {}).get("word_timings")
-        speech = outputs.get("speak", {}).get("speech")
-        if timings is not None and speech is not None:
-            return load_timings(store, timings), speech
-    return None
+    outputs = {step.stage: step.outputs for step in store.run(produced.run_id).steps}
+    timings = outputs.get("align", {}).get("word_timings")
+    speech = outputs.get("speak", {}).get("speech")
+    if timings is None or speech is None:
+        return None
+    return load_timings(store, timings), speech
 
 
 def _unique(stem: str, used: set[str]) -> str:

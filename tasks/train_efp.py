@@ -2,8 +2,9 @@
 
 The training itself is models/efp/train.py; this task adds the store: the model is committed as an
 "efp-model" artifact (one safetensors file: tensors + JSON config) whose metadata names the model, its
-features, the clip set's hash, the label set and the validation metrics, and an "efp.train" audit event
-records who trained what under which name (tasks/efp_model.py finds models by that name).
+features, the clip set's hash, the label set and the validation metrics; it is registered under its
+name in the store's model registry (kind "efp", where tasks/efp_model.py finds models by name), and an
+"efp.train" audit event records who trained what under which name.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from kernel.settings import get_settings
 from stores.records import NewArtifact
 from stores.store import SYSTEM_ACTOR
 from tasks.context import open_store
-from tasks.efp_model import MODEL_KIND, TRAIN_ACTION
+from tasks.efp_model import MODEL_KIND, REGISTRY_KIND, TRAIN_ACTION
 
 SAFETENSORS = "application/vnd.safetensors"
 
@@ -88,6 +89,13 @@ def train_efp_model(
                 },
             )
         )
+    store.register_model(
+        REGISTRY_KIND,
+        name,
+        ref,
+        metadata={"clip_set_sha256": clip_set_sha256, "features": features, "metrics": metrics},
+        actor=actor,
+    )
     store.record_event(
         TRAIN_ACTION,
         actor,

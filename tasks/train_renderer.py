@@ -3,7 +3,8 @@
 The training itself is models/render/diffusion/training.py; this task adds the store: every input clip
 is committed as a "training-clip" artifact, the trained parameters as a "renderer-weights" artifact (a
 safetensors file of only the trained tensors) whose metadata names the base weights, clips, settings and
-losses, and an audit event records who trained what.
+losses, registered in the store's model registry (kind "renderer") under a name, and an audit event
+records who trained what.
 """
 
 from __future__ import annotations
@@ -20,7 +21,9 @@ from stores.records import NewArtifact
 from stores.store import SYSTEM_ACTOR
 from tasks.context import open_store
 
-WEIGHTS_KIND = "renderer-weights"
+WEIGHTS_KIND = "renderer-weights"  # the artifact kind
+REGISTRY_KIND = "renderer"  # the kind of its registered name
+DEFAULT_NAME = "renderer"  # unnamed trainings: the name then means "the newest trained weights"
 CLIP_KIND = "training-clip"
 SAFETENSORS = "application/vnd.safetensors"
 
@@ -38,13 +41,14 @@ def train_renderer_weights(
     motion_frames: int = 2,
     condition_drop: float = 0.05,
     export_dir: str | None = None,
+    name: str = DEFAULT_NAME,
     actor: str = SYSTEM_ACTOR,
 ) -> dict[str, Any]:
     """Train from `clips` (.npz files, see training.save_clip) on the pipeline at `weights`.
 
     Returns {"weights": ArtifactRef of the trained tensors, "clips": [ArtifactRef], "losses": [...],
     "export_dir": str | None}. With `export_dir`, the whole trained pipeline is also saved there, a
-    folder the diffusion renderer loads with --weights.
+    folder the diffusion renderer loads with --weights. The weights are registered as `name`.
     """
     # imported here so importing the flow module does not pull in torch/diffusers
     from models.render.diffusion import hash_weights_dir, load_pipeline
@@ -52,6 +56,8 @@ def train_renderer_weights(
 
     if not clips:
         raise InputError("train-renderer needs at least one clip (.npz)")
+    if not name.strip():
+        raise InputError("give the trained weights a name (--name)")
     missing = [c for c in clips if not Path(c).is_file()]
     if missing:
         raise InputError(f"training clips not found: {missing}")
@@ -106,10 +112,18 @@ def train_renderer_weights(
         )
     if export_dir is not None:
         pipeline.save_pretrained(export_dir, safe_serialization=True)
+    store.register_model(
+        REGISTRY_KIND,
+        name,
+        ref,
+        metadata={"base_weights_sha256": base_sha256, "steps": steps, "export_dir": export_dir},
+        actor=actor,
+    )
     store.record_event(
         "renderer.train",
         actor,
         details={
+            "name": name,
             "weights": ref.sha256,
             "base_weights_sha256": base_sha256,
             "steps": steps,
