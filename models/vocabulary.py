@@ -6,10 +6,12 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 import yaml
 
 from kernel.errors import InputError
+from models.identity import TablePart
 
 
 @dataclass(frozen=True)
@@ -63,6 +65,7 @@ class Vocabulary:
     source: str  # file the vocabulary came from, for the audit trail
     blends: dict[str, Blend] = field(default_factory=dict)
     manners: dict[str, tuple[str, float]] = field(default_factory=dict)  # delivery stem -> (label, intensity)
+    document: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)  # as parsed
 
     @property
     def labels(self) -> list[str]:
@@ -101,6 +104,18 @@ class Vocabulary:
                 if stem.endswith("i"):  # cried -> cry
                     candidates.append(stem[:-1] + "y")
         return next((self.manners[c] for c in candidates if c in self.manners), None)
+
+
+# The parts of emotions.yaml each kind of engine reads: their digests go into its cache keys, so
+# retuning a voice's prosody re-speaks without re-planning.
+PLANNING_PARTS = ("neutral_label", "emotions.*.synonyms", "intensity_words", "blends", "manners")
+PROSODY_PARTS = ("neutral_label", "emotions.*.prosody")
+COLOR_PARTS = ("neutral_label", "emotions.*.color")
+
+
+def vocabulary_table(vocabulary: Vocabulary, *parts: str) -> TablePart:
+    """The table as the vocabulary parsed it, narrowed to `parts` (all of it when none are given)."""
+    return TablePart(Path(vocabulary.source).name, vocabulary.document, parts or ("",))
 
 
 def _default_path() -> Path:
@@ -144,4 +159,5 @@ def load_vocabulary(path: Path | None = None) -> Vocabulary:
         source=str(path),
         blends=blends,
         manners=manners,
+        document=data,
     )

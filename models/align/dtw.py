@@ -30,6 +30,7 @@ import numpy as np
 
 from kernel.errors import EngineError, InputError
 from models.align.engine_timings import EngineTimingAligner
+from models.identity import EngineIdentity, describe
 from models.types import EmotionPlan, PhonemeTiming, PlannedWord, Speech, Timings, WordTiming
 
 if TYPE_CHECKING:
@@ -50,6 +51,17 @@ class DtwAligner:
         self.snap_window_s = snap_window_s
         self.max_piece_s = max_piece_s
         self._reference_engine: EspeakEngine | None = None  # built on first use
+
+    def identity(self) -> EngineIdentity:
+        """Its own code and espeak's, with the prosody rows espeak reads for the reference rendering."""
+        from models.vocabulary import PROSODY_PARTS, load_vocabulary, vocabulary_table
+
+        return describe(
+            self,
+            tables=[vocabulary_table(load_vocabulary(), *PROSODY_PARTS)],
+            packages=("espeakng-loader", "librosa"),
+            modules=("models.tts.espeak_engine",),
+        )
 
     def align(self, speech: Speech, plan: EmotionPlan) -> Timings:
         if not plan.words:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from kernel.errors import EngineError
+from models.identity import EngineIdentity, describe
 from models.types import EmotionPlan, Speech, Timings, WordTiming
 
 FRAME_S = 0.01
@@ -22,6 +23,9 @@ class EngineTimingAligner:
 
     def __init__(self, snap_window_s: float = 0.04) -> None:
         self.snap_window_s = snap_window_s
+
+    def identity(self) -> EngineIdentity:
+        return describe(self)
 
     def align(self, speech: Speech, plan: EmotionPlan) -> Timings:
         words = sorted(speech.timings.words, key=lambda w: w.index)

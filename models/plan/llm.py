@@ -19,6 +19,7 @@ import yaml
 
 from kernel.errors import EngineError
 from kernel.settings import get_settings
+from models.identity import EngineIdentity, describe, prompt_table
 from models.plan.description import interpret
 from models.plan.placement import (
     END,
@@ -35,7 +36,7 @@ from models.plan.placement import (
 )
 from models.plan.rules import RulePlanner
 from models.types import EmotionPlan
-from models.vocabulary import Vocabulary, load_vocabulary
+from models.vocabulary import PLANNING_PARTS, Vocabulary, load_vocabulary, vocabulary_table
 
 SUGGESTED_MODEL = "Qwen/Qwen2.5-0.5B-Instruct"
 _WHERE_WORDS = {"all": None, "start": START, "middle": MIDDLE, "end": END, "next": NEXT}
@@ -155,8 +156,20 @@ class LLMPlanner:
         self.max_new_tokens = max_new_tokens
         self.device = device or settings.device
         self.tokenizer, self.model = _load(str(source), self.device)
+        self.source = str(source)
         # the cache key must change with the model and the prompt
         self.version = f"1+prompt{self.prompt.version}+{Path(str(source)).name or source}"
+
+    def identity(self) -> EngineIdentity:
+        """The prompt template, the planning vocabulary and, for a local model, its files by content."""
+        local = Path(self.source)
+        return describe(
+            self,
+            tables=[prompt_table("planner_llm.yaml"), vocabulary_table(self.vocabulary, *PLANNING_PARTS)],
+            files={local.name: local} if local.exists() else {},
+            packages=("transformers", "torch"),
+            modules=("models.plan.rules",),
+        )
 
     def plan(self, script: str, description: str = "") -> EmotionPlan:
         vocab = self.vocabulary
@@ -224,12 +237,15 @@ def _numbered(words: list[str], sentence_of: list[int]) -> str:
 
 def _load(source: str, device: str) -> tuple[Any, Any]:
     try:
+        from torch import nn
         from transformers import AutoModelForCausalLM, AutoTokenizer
     except ImportError as exc:  # pragma: no cover - transformers is a core dependency
         raise EngineError(f"the llm planner needs transformers: {exc}") from exc
     try:
         tokenizer = AutoTokenizer.from_pretrained(source)
-        model = AutoModelForCausalLM.from_pretrained(source).to(device).eval()
+        # typed as a Module: transformers' functools.wraps-ed `to` does not bind self for mypy
+        loaded: nn.Module = AutoModelForCausalLM.from_pretrained(source)
+        model = loaded.to(device).eval()
     except (OSError, ValueError) as exc:
         raise EngineError(
             f"could not load the planner model {source!r} ({exc}); point EMOFLOW_PLANNER_MODEL at a local "

@@ -11,13 +11,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from kernel.errors import InputError
+from models.identity import EngineIdentity, describe
 from models.plan.description import interpret
 from models.plan.language import language_warning
 from models.plan.phrases import read_phrase
 from models.plan.placement import Cue
 from models.plan.tokens import WORD_RE, sentence_ids
 from models.types import EmotionPlan, PlannedWord
-from models.vocabulary import Vocabulary, load_vocabulary
+from models.vocabulary import PLANNING_PARTS, Vocabulary, load_vocabulary, vocabulary_table
 
 # (words, sentence of each word) -> per-word cues and warnings; the rule reader or the LLM reader
 CueReader = Callable[[list[str], list[int]], tuple[list["Cue | None"], list[str]]]
@@ -42,6 +43,9 @@ class RulePlanner:
 
     def __init__(self, vocabulary: Vocabulary | None = None) -> None:
         self.vocabulary = vocabulary or load_vocabulary()
+
+    def identity(self) -> EngineIdentity:
+        return describe(self, tables=[vocabulary_table(self.vocabulary, *PLANNING_PARTS)])
 
     def plan(self, script: str, description: str = "") -> EmotionPlan:
         def read_cues(words: list[str], sentence_of: list[int]) -> tuple[list[Cue | None], list[str]]:

@@ -56,7 +56,7 @@ def close_mouth_texture(image: np.ndarray, landmarks: np.ndarray, ey: np.ndarray
     filled = cv2.inpaint(roi, mask, 4, cv2.INPAINT_TELEA)
     # the line where the lips meet, half way between the inner contours
     middle = (upper + lower) / 2 - [x0, y0]
-    line = np.zeros(roi.shape[:2], np.float32)
+    line: np.ndarray = np.zeros(roi.shape[:2], np.float32)
     cv2.polylines(line, [np.round(middle * 4).astype(np.int32)], False, 1.0, 1, cv2.LINE_AA, 2)
     line = cv2.GaussianBlur(line, (5, 5), 1.0)
     filled = (filled.astype(np.float32) * (1.0 - 0.4 * line[..., None])).clip(0, 255).astype(np.uint8)
@@ -77,7 +77,8 @@ class MouthPainter:
         cheek_r = landmarks[[346, 347, 330, 266, 425, 411, 352]]
         skin = (_region_median(image, cheek_l) + _region_median(image, cheek_r)) / 2
         # how colourful the face is: 0 for a greyscale photo or sketch
-        hsv = cv2.cvtColor(np.uint8([[skin.clip(0, 255)], [lip.clip(0, 255)]]), cv2.COLOR_RGB2HSV)
+        swatch = np.array([[skin.clip(0, 255)], [lip.clip(0, 255)]], dtype=np.uint8)
+        hsv = cv2.cvtColor(swatch, cv2.COLOR_RGB2HSV)
         colourful = float(np.clip(hsv[:, 0, 1].max() / 90.0, 0.0, 1.0))
         skin_lum = float(skin @ np.array([0.299, 0.587, 0.114]))
 

@@ -15,10 +15,13 @@ import threading
 from collections import OrderedDict
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import cv2
 import numpy as np
 
+from kernel.errors import InputError
+from models.identity import EngineIdentity, TablePart, describe
 from models.render import motion
 from models.render import topology as topo
 from models.render.inputs import check_render_inputs, frame_count
@@ -65,11 +68,11 @@ class PreviewRenderer:
 
     def __init__(self, size: int = 512, fps: int = 25, seed: int = 0, head_motion: float = 1.0) -> None:
         if not 64 <= int(size) <= 4096:
-            raise ValueError(f"size must be between 64 and 4096 px, got {size}")
+            raise InputError(f"size must be between 64 and 4096 px, got {size}")
         if not 1 <= fps <= 120:
-            raise ValueError(f"fps must be between 1 and 120, got {fps}")
+            raise InputError(f"fps must be between 1 and 120, got {fps}")
         if not 0.0 <= head_motion <= 5.0:
-            raise ValueError(f"head_motion must be between 0 (still) and 5, got {head_motion}")
+            raise InputError(f"head_motion must be between 0 (still) and 5, got {head_motion}")
         self.size = int(size)
         self.fps = fps
         self.seed = int(seed)
@@ -79,6 +82,17 @@ class PreviewRenderer:
         self._wrinkles = WrinklePainter(self.facs)
         self._cache: OrderedDict[str, _Prepared] = OrderedDict()
         self._lock = threading.Lock()
+
+    def identity(self) -> EngineIdentity:
+        """Both tables in full (every row moves the face), the rig's code and the landmark model."""
+        return describe(
+            self,
+            tables=[
+                TablePart(Path(self.facs.source).name, self.facs.document),
+                TablePart(Path(self.visemes.source).name, self.visemes.document),
+            ],
+            packages=("mediapipe", "opencv-python-headless"),
+        )
 
     def frame_count(self, duration_s: float) -> int:
         return frame_count(duration_s, self.fps)
@@ -177,6 +191,7 @@ class PreviewRenderer:
         tri = warp.triangles
         # triangles between the lips or between the lids may collapse when they meet
         exempt = np.isin(tri, upper).any(axis=1) & np.isin(tri, lower).any(axis=1)
+        assert isinstance(exempt, np.ndarray)  # any(axis=1) of a 2-D array: numpy types it array | bool
         for lid_up, lid_lo in ((topo.EYE_R_UPPER, topo.EYE_R_LOWER), (topo.EYE_L_UPPER, topo.EYE_L_LOWER)):
             exempt |= np.isin(tri, lid_up[1:-1]).any(axis=1) & np.isin(tri, lid_lo[1:-1]).any(axis=1)
         prepared = _Prepared(
@@ -236,7 +251,8 @@ class PreviewRenderer:
             target = warp.untangle(target, prepared.movable, prepared.exempt)
             points = target[: len(points)]
             boxes = [points[_MOUTH_BOX]] + ([points[box] for box in _EYE_BOXES] if blink[i] > 0.02 else [])
-            frame = cv2.remap(
+            # map2=None is what remap takes with an (H, W, 2) map1; opencv's stubs leave None out
+            frame = cv2.remap(  # type: ignore[call-overload]
                 prepared.image,
                 warp.maps(target, boxes),
                 None,

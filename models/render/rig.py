@@ -13,6 +13,7 @@ from scipy.sparse import coo_matrix, diags
 from scipy.sparse.linalg import spsolve
 from scipy.spatial import Delaunay
 
+from kernel.errors import InputError
 from models.render import topology as topo
 from models.render.tables import FacsTable, VisemeTable
 
@@ -35,7 +36,7 @@ class FaceFrame:
         axis = left - right
         iod = float(np.linalg.norm(axis))
         if iod < 4.0:
-            raise ValueError(f"eye distance of {iod:.1f} px is too small for a face rig")
+            raise InputError(f"eye distance of {iod:.1f} px is too small for a face rig")
         ex = axis / iod
         ey = np.array([-ex[1], ex[0]])
         return cls(origin=(right + left) / 2, ex=ex, ey=ey, iod=iod)

@@ -86,6 +86,7 @@ class FacsTable:
     blink: BlinkSpec
     neutralise: NeutraliseSpec
     source: str
+    document: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)  # as parsed
 
     def weights(self, labels: list[str]) -> list[list[float]]:
         """[label][AU] weight matrix in the order of `labels` and `units`; unknown labels get no AUs."""
@@ -149,7 +150,9 @@ def load_facs(path: Path | None = None) -> FacsTable:
     if unknown_undo:
         raise EngineError(f"{path}: neutralise undoes undefined action units {unknown_undo}")
     neutralise = NeutraliseSpec(**{k: float(v) for k, v in spec.items()}, undo=undo)
-    return FacsTable(emotions=emotions, units=units, blink=blink, neutralise=neutralise, source=str(path))
+    return FacsTable(
+        emotions=emotions, units=units, blink=blink, neutralise=neutralise, source=str(path), document=data
+    )
 
 
 @dataclass(frozen=True)
@@ -171,6 +174,7 @@ class VisemeTable:
     strip: frozenset[str]
     mouth: dict[str, float]
     source: str
+    document: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)  # as parsed
 
     def lookup(self, phoneme: str) -> Viseme | None:
         """The viseme of an IPA phoneme; SILENCE for pauses; None if it takes its neighbours' shape."""
@@ -216,4 +220,5 @@ def load_visemes(path: Path | None = None) -> VisemeTable:
         strip=frozenset(c for s in strip for c in s),
         mouth={str(k): float(v) for k, v in data["mouth"].items()},
         source=str(path),
+        document=data,
     )

@@ -299,7 +299,7 @@ class PiecewiseAffineWarp:
         target points (eyes, lips) around which the map is solved at full resolution."""
         target = target.astype(np.float64)
         tables = self._frame_maps(target)
-        res = self.residual(target, tables).astype(np.float32)
+        res: np.ndarray = self.residual(target, tables).astype(np.float32)
         if res.shape[0] != self.size:
             res = cv2.resize(res, (self.size, self.size), interpolation=cv2.INTER_LINEAR)
         maps = self.identity + res
@@ -311,4 +311,7 @@ class PiecewiseAffineWarp:
         return maps
 
     def warp(self, image: np.ndarray, target: np.ndarray) -> np.ndarray:
-        return cv2.remap(image, self.maps(target), None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT_101)
+        # map2=None is what remap takes with an (H, W, 2) map1; opencv's stubs leave None out
+        return cv2.remap(  # type: ignore[call-overload]
+            image, self.maps(target), None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT_101
+        )

@@ -29,10 +29,11 @@ from xml.sax.saxutils import escape
 import numpy as np
 
 from kernel.errors import EngineError
+from models.identity import EngineIdentity, describe
 from models.tts import common, streaming
 from models.tts.common import Sentence, Unit, WordSpan
 from models.types import EmotionPlan, PlannedWord, ProgressFn, Speech
-from models.vocabulary import Prosody, Vocabulary, load_vocabulary
+from models.vocabulary import PROSODY_PARTS, Prosody, Vocabulary, load_vocabulary, vocabulary_table
 
 _AUDIO_OUTPUT_SYNCHRONOUS = 2
 _INITIALIZE_PHONEME_EVENTS = 0x0001
@@ -182,6 +183,12 @@ class EspeakEngine(streaming.StreamingSynthesis):
     @property
     def version(self) -> str:
         return self.base_version if self.voice == "en-us" else f"{self.base_version}+{self.voice}"
+
+    def identity(self) -> EngineIdentity:
+        """The prosody rows of the vocabulary and espeak-ng's library with its voice data."""
+        return describe(
+            self, tables=[vocabulary_table(self.vocabulary, *PROSODY_PARTS)], packages=("espeakng-loader",)
+        )
 
     @property
     def _stream_gap_s(self) -> float:

@@ -42,11 +42,12 @@ import numpy as np
 
 from kernel.errors import EngineError
 from kernel.threads import onnx_intra_op_threads
+from models.identity import EngineIdentity, describe
 from models.tts import common, streaming
 from models.tts.common import Sentence, Unit, WordSpan
 from models.tts.shaping import TimeMap, WordShape, apply_gain, needs_world, reshape
 from models.types import EmotionPlan, ProgressFn, Speech
-from models.vocabulary import Prosody, Vocabulary, load_vocabulary
+from models.vocabulary import PROSODY_PARTS, Prosody, Vocabulary, load_vocabulary, vocabulary_table
 
 if TYPE_CHECKING:
     from piper import PiperVoice
@@ -115,6 +116,16 @@ class PiperEngine(streaming.StreamingSynthesis):
         if self.model_path is not None:
             parts.append(self.model_path.stem)
         return "+".join(parts)
+
+    def identity(self) -> EngineIdentity:
+        """The voice's files by content, the prosody rows of the vocabulary, and the runtime."""
+        model_path, config_path = self._voice_files()
+        return describe(
+            self,
+            tables=[vocabulary_table(self.vocabulary, *PROSODY_PARTS)],
+            files={"voice.onnx": model_path, "voice.json": config_path},
+            packages=("piper-tts", "onnxruntime", "pyworld"),
+        )
 
     # 0. Voice ----------------------------------------------------------------------------------------
 

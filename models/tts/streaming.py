@@ -142,8 +142,12 @@ class StreamingSynthesis:
     """
 
     vocabulary: Vocabulary
-    _stream_gap_s: float
     _synthesize: SynthFn
+
+    @property
+    def _stream_gap_s(self) -> float:
+        """Seconds of silence the engine puts between streamed sentences."""
+        raise NotImplementedError
 
     def synthesize(self, plan: EmotionPlan, progress: ProgressFn | None = None) -> Speech:
         """Speak a short plan in memory (see `synthesize_to` for long scripts)."""

@@ -20,6 +20,7 @@ import cv2
 import numpy as np
 
 from kernel.errors import EngineError, InputError
+from kernel.jobs import MAX_PORTRAIT_PIXELS
 
 N_LANDMARKS = 468
 
@@ -41,7 +42,7 @@ _CROP_DOWN_SHIFT = 0.12  # centre slightly below the box centre: the neck matter
 # a face turned further than `_MAX_TURN` (nose-to-cheek asymmetry, 0 frontal, 1 full profile) has one eye
 # hidden, and the frontal face rig folds it.
 MIN_FACE_PX = 64
-MAX_IMAGE_PIXELS = 64_000_000
+MAX_IMAGE_PIXELS = MAX_PORTRAIT_PIXELS  # read from the header, before any pixel is decoded
 _MAX_TURN = 0.6
 
 
@@ -139,6 +140,7 @@ def load_image(path: str | Path) -> np.ndarray:
     path = Path(path)
     if not path.is_file():
         raise InputError(f"portrait image not found: {path} (check the path)")
+    im: Image.Image  # the opened file, then its transposed / converted copies
     try:
         with Image.open(path) as im:
             # the header gives the size before any pixel is decoded

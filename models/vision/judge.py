@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import cv2
+import cv2.data
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -128,6 +129,7 @@ class MiniXception(nn.Module):
                 )
 
             def bn(module: nn.BatchNorm2d, layer: str) -> None:
+                assert module.running_mean is not None and module.running_var is not None  # tracked stats
                 module.weight.data = tensor(layer, "gamma")
                 module.bias.data = tensor(layer, "beta")
                 module.running_mean.data = tensor(layer, "moving_mean")
@@ -140,6 +142,7 @@ class MiniXception(nn.Module):
             # Keras numbered layers in creation order: per block the shortcut BN comes first (3, 6, 9, 12),
             # then the two separable-conv BNs.
             for i, block in enumerate(model.blocks):
+                assert isinstance(block, _Block)
                 separable(block.sep1, f"separable_conv2d_{2 * i + 1}")
                 separable(block.sep2, f"separable_conv2d_{2 * i + 2}")
                 bn(block.short_bn, f"batch_normalization_{3 * i + 3}")

@@ -11,7 +11,7 @@ import pytest
 import torch
 from diffusers.models.attention_processor import Attention
 
-from kernel.errors import EngineError
+from kernel.errors import EngineError, InputError
 from models.render.diffusion import (
     DiffusionRenderer,
     EmoTalkPipeline,
@@ -204,7 +204,7 @@ def test_check_inputs_names_the_argument(pipe: EmoTalkPipeline) -> None:
 
 def test_bad_portrait_fails_at_the_call(renderer: DiffusionRenderer) -> None:
     bad = Portrait(image=np.zeros((100, 80, 3), np.uint8), landmarks=np.zeros((468, 2), np.float32))
-    with pytest.raises(ValueError, match=r"portrait\.image"):
+    with pytest.raises(InputError, match=r"portrait\.image"):
         renderer.render(bad, make_speech(0.2), make_curve("happy", 0.2))
 
 

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from skimage import data
 
-from kernel.errors import EngineError
+from kernel.errors import EngineError, InputError
 from models.render import PreviewRenderer
 from models.render import topology as topo
 from models.render.mouth import EyeWhitePainter, MouthPainter
@@ -191,7 +191,7 @@ def test_render_streams_with_flat_memory(portrait: Portrait) -> None:
 
 def test_bad_portrait_fails_at_the_call(renderer: PreviewRenderer) -> None:
     bad = Portrait(image=np.zeros((100, 80, 3), np.uint8), landmarks=np.zeros((468, 2), np.float32))
-    with pytest.raises(ValueError, match=r"portrait\.image"):
+    with pytest.raises(InputError, match=r"portrait\.image"):
         renderer.render(bad, make_speech(duration=0.5), constant_curve("neutral", 0.0, 0.5))
 
 

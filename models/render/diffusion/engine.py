@@ -20,10 +20,12 @@ from typing import Any
 import cv2
 import numpy as np
 import torch
-from diffusers import AutoencoderKL, DDIMScheduler, UNet2DConditionModel
+from diffusers.models import AutoencoderKL, UNet2DConditionModel  # not `diffusers`: mypy sees dummies there
+from diffusers.schedulers.scheduling_ddim import DDIMScheduler
 from transformers import Wav2Vec2Config, Wav2Vec2Model
 
-from kernel.errors import EngineError
+from kernel.errors import EngineError, InputError
+from models.identity import EngineIdentity, describe
 from models.render.diffusion.modules import (
     DEFAULT_LABELS,
     AudioProjection,
@@ -150,7 +152,7 @@ def hash_weights_dir(directory: str | Path) -> str:
     for p in files:
         digest.update(p.relative_to(root).as_posix().encode() + b"\0")
         with p.open("rb") as fh:
-            for block in iter(lambda fh=fh: fh.read(1 << 20), b""):
+            while block := fh.read(1 << 20):
                 digest.update(block)
         digest.update(b"\0")
     result = digest.hexdigest()
@@ -175,7 +177,7 @@ def build_tiny_pipeline(
     `size` is the image side it is meant for (a multiple of 16).
     """
     if size % 16:
-        raise ValueError(f"size must be a multiple of 16 for the tiny pipeline, got {size}")
+        raise InputError(f"size must be a multiple of 16 for the tiny pipeline, got {size}")
     torch.manual_seed(seed)
     dim, tokens = 32, 4
     vae = AutoencoderKL(
@@ -258,15 +260,15 @@ class DiffusionRenderer:
         motion_frames: int = 2,
     ) -> None:
         if not 64 <= int(size) <= 2048 or int(size) % 64:
-            raise ValueError(f"size must be a multiple of 64 between 64 and 2048 px, got {size}")
+            raise InputError(f"size must be a multiple of 64 between 64 and 2048 px, got {size}")
         if not 1 <= fps <= 120:
-            raise ValueError(f"fps must be between 1 and 120, got {fps}")
+            raise InputError(f"fps must be between 1 and 120, got {fps}")
         if steps < 1:
-            raise ValueError(f"steps must be at least 1, got {steps}")
+            raise InputError(f"steps must be at least 1, got {steps}")
         if guidance < 1.0:
-            raise ValueError(f"guidance must be >= 1 (1 turns classifier-free guidance off), got {guidance}")
+            raise InputError(f"guidance must be >= 1 (1 turns classifier-free guidance off), got {guidance}")
         if clip_frames < 1 or not motion_frames >= 0:
-            raise ValueError(
+            raise InputError(
                 f"clip_frames must be >= 1 and motion_frames >= 0, got {clip_frames}, {motion_frames}"
             )
         self.weights = weights
@@ -278,7 +280,7 @@ class DiffusionRenderer:
         self.clip_frames = int(clip_frames)
         self.motion_frames = int(motion_frames)
         self.pipeline = load_pipeline(weights, device=device, dtype=dtype)
-        self.labels: list[str] = list(self.pipeline.emotion_projection.config.labels)
+        self.labels: list[str] = list(self.pipeline.emotion_projection.config["labels"])
         self._sha256: str | None = None
 
     @property
@@ -292,6 +294,10 @@ class DiffusionRenderer:
                 path = Path(snapshot_download(str(self.weights), local_files_only=True))
             self._sha256 = hash_weights_dir(path)
         return self._sha256
+
+    def identity(self) -> EngineIdentity:
+        """Its code and libraries; the weights enter the cache key by content as `weights_sha256`."""
+        return describe(self, packages=("torch", "diffusers", "transformers"))
 
     def frame_count(self, duration_s: float) -> int:
         return frame_count(duration_s, self.fps)

@@ -17,13 +17,13 @@ from __future__ import annotations
 
 import itertools
 import math
-from typing import Any
+from typing import Any, cast
 
 import torch
 import torch.nn.functional as F
-from diffusers import ModelMixin, UNet2DConditionModel
 from diffusers.configuration_utils import ConfigMixin, register_to_config
-from diffusers.models.attention_processor import Attention
+from diffusers.models import ModelMixin, UNet2DConditionModel  # not `diffusers`: mypy sees dummies there
+from diffusers.models.attention_processor import Attention, AttnProcessor
 from diffusers.models.transformers.transformer_2d import Transformer2DModel
 from torch import nn
 
@@ -38,7 +38,7 @@ RegionMasks = dict[int, dict[str, torch.Tensor]]  # tokens per map -> region -> 
 # -- conditions ----------------------------------------------------------------------------------------
 
 
-class AudioProjection(ModelMixin, ConfigMixin):
+class AudioProjection(ModelMixin, ConfigMixin):  # type: ignore[misc]  # diffusers: config_name str vs None
     """Windowed wav2vec2 features [frames, window, layers, channels] -> [frames, tokens, dim].
 
     Three linear layers with ReLU and a LayerNorm over each token: Hallo's audio projection layout,
@@ -67,10 +67,10 @@ class AudioProjection(ModelMixin, ConfigMixin):
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         frames = features.shape[0]
         tokens = self.net(features.reshape(frames, -1))
-        return self.norm(tokens.reshape(frames, self.config.tokens, self.config.dim))
+        return self.norm(tokens.reshape(frames, self.config["tokens"], self.config["dim"]))
 
 
-class EmotionProjection(ModelMixin, ConfigMixin):
+class EmotionProjection(ModelMixin, ConfigMixin):  # type: ignore[misc]  # diffusers: config_name str vs None
     """Per-frame label distribution [frames, labels] and intensity [frames] -> [frames, tokens, dim].
 
     The network sees the distribution, the intensity and their product, so "a little angry" and
@@ -99,11 +99,11 @@ class EmotionProjection(ModelMixin, ConfigMixin):
     def forward(self, probs: torch.Tensor, intensity: torch.Tensor) -> torch.Tensor:
         intensity = intensity.reshape(-1, 1)
         x = torch.cat([probs, probs * intensity, intensity], dim=1)
-        tokens = self.net(x).reshape(probs.shape[0], self.config.tokens, self.config.dim)
+        tokens = self.net(x).reshape(probs.shape[0], self.config["tokens"], self.config["dim"])
         return self.norm(tokens)
 
 
-class GatedFusion(ModelMixin, ConfigMixin):
+class GatedFusion(ModelMixin, ConfigMixin):  # type: ignore[misc]  # diffusers: config_name str vs None
     """c = f_a + sigmoid(W_g f_a + b_g) * f_emo (eq. 5-6): audio decides how much emotion gets through."""
 
     @register_to_config
@@ -118,7 +118,7 @@ class GatedFusion(ModelMixin, ConfigMixin):
         return audio + self.gate_values(audio) * emotion
 
 
-class FaceLocator(ModelMixin, ConfigMixin):
+class FaceLocator(ModelMixin, ConfigMixin):  # type: ignore[misc]  # diffusers: config_name str vs None
     """Face-region mask [batch, C, H, W] -> features [batch, out_channels, H/8, W/8] added after conv_in.
 
     Per level a 3x3 conv then a stride-2 conv (the layout of Hallo's locator, so its weights convert);
@@ -141,10 +141,11 @@ class FaceLocator(ModelMixin, ConfigMixin):
             self.blocks.append(nn.Conv2d(c_in, c_out, 3, padding=1, stride=2))
         self.conv_out = nn.Conv2d(block_out_channels[-1], out_channels, 3, padding=1)
         nn.init.zeros_(self.conv_out.weight)
+        assert self.conv_out.bias is not None  # built with bias=True
         nn.init.zeros_(self.conv_out.bias)
 
     def forward(self, mask: torch.Tensor) -> torch.Tensor:
-        x = mask.expand(-1, self.config.conditioning_channels, -1, -1)
+        x = mask.expand(-1, self.config["conditioning_channels"], -1, -1)
         x = F.silu(self.conv_in(x))
         for block in self.blocks:
             x = F.silu(block(x))
@@ -240,10 +241,11 @@ class HierarchicalCrossAttnProcessor(nn.Module):
     def __init__(self, inner_dim: int, regions: tuple[str, ...] | list[str] = REGIONS) -> None:
         super().__init__()
         self.regions = tuple(regions)
-        self.region_proj = nn.ModuleDict({r: nn.Linear(inner_dim, inner_dim) for r in self.regions})
-        for proj in self.region_proj.values():
+        projections = {r: nn.Linear(inner_dim, inner_dim) for r in self.regions}
+        for proj in projections.values():
             nn.init.eye_(proj.weight)
             nn.init.zeros_(proj.bias)
+        self.region_proj = nn.ModuleDict(projections)
         self.region_logits = nn.Parameter(torch.zeros(len(self.regions)))
 
     def region_weights(self) -> torch.Tensor:
@@ -277,7 +279,7 @@ class HierarchicalCrossAttnProcessor(nn.Module):
             out[region] = branch
         return out
 
-    def __call__(  # type: ignore[override]  # diffusers calls processors directly, not via forward
+    def __call__(  # diffusers calls processors directly, not via forward
         self,
         attn: Attention,
         hidden_states: torch.Tensor,
@@ -319,7 +321,8 @@ class TemporalAttention(nn.Module):
         self.norm = nn.GroupNorm(groups, channels, eps=1e-6)
         self.proj_in = nn.Linear(channels, channels)
         self.attn = Attention(query_dim=channels, heads=heads, dim_head=channels // heads, bias=False)
-        self.attn.set_processor(PlainAttnProcessor())
+        # diffusers annotates AttnProcessor, but Attention takes any processor callable
+        self.attn.set_processor(cast(AttnProcessor, PlainAttnProcessor()))
         self.proj_out = nn.Linear(channels, channels)
 
     def forward(self, hidden_states: torch.Tensor, frames: int) -> torch.Tensor:
@@ -336,7 +339,7 @@ class TemporalAttention(nn.Module):
 # -- the denoising UNet --------------------------------------------------------------------------------
 
 
-class EmoTalkUNet(ModelMixin, ConfigMixin):
+class EmoTalkUNet(ModelMixin, ConfigMixin):  # type: ignore[misc]  # diffusers: config_name str vs None
     """Denoising UNet over a clip: [batch, 4, frames, h, w] -> the same shape (v-prediction).
 
     Inside is a plain `UNet2DConditionModel` run on batch*frames images. Its self-attention processors

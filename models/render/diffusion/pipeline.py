@@ -16,7 +16,9 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-from diffusers import AutoencoderKL, DDIMScheduler, DiffusionPipeline, UNet2DConditionModel
+from diffusers.models import AutoencoderKL, UNet2DConditionModel  # not `diffusers`: mypy sees dummies there
+from diffusers.pipelines.pipeline_utils import DiffusionPipeline
+from diffusers.schedulers.scheduling_ddim import DDIMScheduler
 from diffusers.utils import BaseOutput
 from diffusers.utils.torch_utils import randn_tensor
 from scipy.signal import resample_poly
@@ -80,10 +82,22 @@ class EmoTalkPipeline(DiffusionPipeline):
     face_locator, scheduler (DDIMScheduler).
     """
 
+    # diffusers leaves this None in DiffusionPipeline (so mypy infers None); every pipeline sets a str
     model_cpu_offload_seq = (
-        "audio_encoder->audio_projection->emotion_projection->fusion->face_locator->vae->reference_net"
-        "->denoising_unet"
+        "audio_encoder->audio_projection->emotion_projection"  # type: ignore[assignment]
+        "->fusion->face_locator->vae->reference_net->denoising_unet"
     )
+
+    # set by register_modules (setattr); declared so the components have types
+    vae: AutoencoderKL
+    reference_net: UNet2DConditionModel
+    denoising_unet: EmoTalkUNet
+    audio_encoder: Wav2Vec2Model
+    audio_projection: AudioProjection
+    emotion_projection: EmotionProjection
+    fusion: GatedFusion
+    face_locator: FaceLocator
+    scheduler: DDIMScheduler
 
     def __init__(
         self,
@@ -110,7 +124,7 @@ class EmoTalkPipeline(DiffusionPipeline):
             scheduler=scheduler,
         )
         install_reference_writers(reference_net)
-        self.vae_scale_factor = 2 ** (len(vae.config.block_out_channels) - 1)
+        self.vae_scale_factor = 2 ** (len(vae.config["block_out_channels"]) - 1)
 
     # -- loading ---------------------------------------------------------------------------------------
 
@@ -179,7 +193,7 @@ class EmoTalkPipeline(DiffusionPipeline):
         # resample the time axis to exactly num_frames (linear, as Hallo does)
         feats = F.interpolate(feats.reshape(t, -1).T[None].float(), size=num_frames, mode="linear")
         feats = feats[0].T.reshape(num_frames, layers, channels)
-        window = self.audio_projection.config.window
+        window = self.audio_projection.config["window"]
         half = window // 2
         padded = torch.cat([feats[:1].expand(half, -1, -1), feats, feats[-1:].expand(half, -1, -1)])
         return padded.unfold(0, window, 1).permute(0, 3, 1, 2)  # [frames, window, layers, C]
@@ -198,14 +212,15 @@ class EmoTalkPipeline(DiffusionPipeline):
         """uint8 [H, W, 3] or [n, H, W, 3] -> scaled latents [n, 4, H/8, W/8] (the distribution's mode)."""
         x = torch.from_numpy(np.asarray(image)).reshape(-1, *np.shape(image)[-3:])
         x = x.permute(0, 3, 1, 2).to(self.vae.device, self.vae.dtype) / 127.5 - 1.0
-        return self.vae.encode(x).latent_dist.mode() * self.vae.config.scaling_factor
+        return self.vae.encode(x).latent_dist.mode() * self.vae.config["scaling_factor"]
 
     @torch.no_grad()
     def decode_latents(self, latents: torch.Tensor) -> np.ndarray:
         """[n, 4, h, w] -> uint8 [n, H, W, 3], one frame at a time to keep memory flat."""
         frames = []
         for latent in latents:
-            image = self.vae.decode(latent[None].to(self.vae.dtype) / self.vae.config.scaling_factor).sample
+            scaled = latent[None].to(self.vae.dtype) / self.vae.config["scaling_factor"]
+            image = self.vae.decode(scaled).sample
             frames.append(((image[0].float().clamp(-1, 1) + 1) * 127.5).round().byte().permute(1, 2, 0))
         return torch.stack(frames).cpu().numpy()
 
@@ -217,7 +232,7 @@ class EmoTalkPipeline(DiffusionPipeline):
         net = self.reference_net
         bank: ReferenceBank = {}
         context = torch.zeros(
-            latents.shape[0], 1, net.config.cross_attention_dim, device=net.device, dtype=net.dtype
+            latents.shape[0], 1, net.config["cross_attention_dim"], device=net.device, dtype=net.dtype
         )
         net(
             latents.to(net.device, net.dtype),
@@ -256,7 +271,7 @@ class EmoTalkPipeline(DiffusionPipeline):
                 f"got {image.shape} {image.dtype}"
             )
         # every UNet level must halve evenly, or skip connections do not line up
-        multiple = self.vae_scale_factor * 2 ** (len(self.denoising_unet.config.block_out_channels) - 1)
+        multiple = self.vae_scale_factor * 2 ** (len(self.denoising_unet.config["block_out_channels"]) - 1)
         if image.shape[0] % multiple:
             raise ValueError(f"reference_image size must be a multiple of {multiple}, got {image.shape[0]}")
         if np.shape(landmarks) != (468, 2):
@@ -267,7 +282,7 @@ class EmoTalkPipeline(DiffusionPipeline):
             raise ValueError(f"sampling_rate must be positive, got {sampling_rate}")
         if num_frames < 1:
             raise ValueError(f"num_frames must be at least 1, got {num_frames}")
-        labels = len(self.emotion_projection.config.labels)
+        labels = len(self.emotion_projection.config["labels"])
         if np.shape(emotion_probs) != (num_frames, labels):
             raise ValueError(
                 f"emotion_probs must have shape (num_frames, labels) = ({num_frames}, {labels}), "
@@ -337,8 +352,8 @@ class EmoTalkPipeline(DiffusionPipeline):
         # 5. Prepare reference latents, region masks and face-locator features
         reference = self.encode_image(reference_image)  # [1, 4, h, w]
         masks = region_masks_from_landmarks(landmarks, size)
-        levels = len(self.denoising_unet.config.block_out_channels)
-        pyramid = mask_pyramid(masks, latent_size, levels, tuple(self.denoising_unet.config.regions))
+        levels = len(self.denoising_unet.config["block_out_channels"])
+        pyramid = mask_pyramid(masks, latent_size, levels, tuple(self.denoising_unet.config["regions"]))
         pyramid = {k: {r: m.to(device, dtype) for r, m in v.items()} for k, v in pyramid.items()}
         face = torch.from_numpy(masks["face"])[None, None].to(
             self.face_locator.device, self.face_locator.dtype

@@ -22,12 +22,12 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from diffusers import DDPMScheduler
+from diffusers.schedulers.scheduling_ddpm import DDPMScheduler  # not `diffusers`: mypy sees a dummy there
 from safetensors.torch import load_file, save_file
 
 from models.render.diffusion.masks import mask_pyramid, region_masks_from_landmarks
@@ -200,7 +200,7 @@ class PreparedClip:
 
 @torch.no_grad()
 def prepare_clip(pipeline: EmoTalkPipeline, clip: TrainingClip, motion_frames: int = 2) -> PreparedClip:
-    clip.check(len(pipeline.emotion_projection.config.labels))
+    clip.check(len(pipeline.emotion_projection.config["labels"]))
     unet = pipeline.denoising_unet
     device, dtype = unet.device, unet.dtype
     size = clip.portrait.shape[0]
@@ -215,8 +215,8 @@ def prepare_clip(pipeline: EmoTalkPipeline, clip: TrainingClip, motion_frames: i
     else:
         bank = pipeline.encode_reference(reference)
     masks = region_masks_from_landmarks(clip.landmarks, size)
-    levels = len(unet.config.block_out_channels)
-    pyramid = mask_pyramid(masks, size // pipeline.vae_scale_factor, levels, tuple(unet.config.regions))
+    levels = len(unet.config["block_out_channels"])
+    pyramid = mask_pyramid(masks, size // pipeline.vae_scale_factor, levels, tuple(unet.config["regions"]))
     face = torch.from_numpy(masks["face"])[None, None]
     locator = pipeline.face_locator
     return PreparedClip(
@@ -256,7 +256,9 @@ def diffusion_loss(
     unet = pipeline.denoising_unet
     latents = prepared.latents
     noise = torch.randn(latents.shape, generator=generator).to(latents.device, latents.dtype)
-    t = torch.randint(0, scheduler.config.num_train_timesteps, (1,), generator=generator).to(latents.device)
+    steps = scheduler.config["num_train_timesteps"]
+    # diffusers annotates timesteps as IntTensor; it takes any integer tensor (randint's is int64)
+    t = cast(torch.IntTensor, torch.randint(0, steps, (1,), generator=generator).to(latents.device))
     noisy = scheduler.add_noise(latents, noise, t)
     target = scheduler.get_velocity(latents, noise, t)
     condition = fused_condition(pipeline, prepared)[None].to(unet.device, unet.dtype)  # [1, F, tokens, dim]
@@ -433,7 +435,7 @@ def assemble_base_pipeline(
     Returns (pipeline, HalloConversion report or None). Projections and gate start random."""
     import copy
 
-    from diffusers import DDIMScheduler
+    from diffusers.schedulers.scheduling_ddim import DDIMScheduler
 
     from models.render.diffusion.convert import load_hallo_state_dict
     from models.render.diffusion.modules import (
