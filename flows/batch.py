@@ -20,17 +20,17 @@ from prefect import flow, task
 from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
-from prefect.task_runners import ThreadPoolTaskRunner
+from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
 
 from flows.narrate import narrate
 from kernel.errors import EmoflowError, InputError
 from kernel.jobs import JobSpec
 from kernel.manifest import ManifestRow
+from kernel.progress import emit
 from kernel.settings import get_settings
 from kernel.threads import engine_threads, set_engine_threads, threads_per_worker
 from tasks.context import open_store
 from tasks.intake import submit_job
-from tasks.progress import emit
 
 
 @dataclass(frozen=True)
@@ -71,14 +71,19 @@ def drain_worker(claimer: str, engine_threads: int, quota: int | None) -> list[J
     return outcomes
 
 
-@flow(name="batch", task_runner=ThreadPoolTaskRunner(max_workers=2), validate_parameters=False)
+def _two_threads() -> TaskRunner[Any]:
+    # the default; make_task_runner picks the real one per batch with .with_options
+    return ThreadPoolTaskRunner(max_workers=2)
+
+
+@flow(name="batch", task_runner=_two_threads(), validate_parameters=False)
 def narrate_rows(rows: list[tuple[JobSpec, str, str]], engine_threads: int) -> list[JobOutcome]:
     """Narrate (spec, row_id, where) rows concurrently; returns one outcome per row, in order."""
     futures = [narrate_row.submit(spec, row_id, where, engine_threads) for spec, row_id, where in rows]
     return _summarised([future.result() for future in futures])
 
 
-@flow(name="drain", task_runner=ThreadPoolTaskRunner(max_workers=2), validate_parameters=False)
+@flow(name="drain", task_runner=_two_threads(), validate_parameters=False)
 def drain_jobs(claimer: str, quotas: list[int | None], engine_threads: int) -> list[JobOutcome]:
     """One drain-worker per quota, all claiming from the store's queue at once."""
     futures = [drain_worker.submit(claimer, engine_threads, quota) for quota in quotas]

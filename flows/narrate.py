@@ -10,6 +10,8 @@ compute what is missing.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 from prefect import flow
@@ -18,14 +20,21 @@ from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settin
 
 from kernel.jobs import JobSpec
 from kernel.settings import Settings, get_settings
+from stores.records import ArtifactRef
+from stores.store import SYSTEM_ACTOR, ArtifactStore
 from tasks.align import align_words
 from tasks.context import open_store
 from tasks.feel import feel
 from tasks.intake import submit_job
+from tasks.job import load_job
 from tasks.plan import plan_emotions
-from tasks.publish import publish
-from tasks.render import tagged_render_task
+from tasks.publish import Delivery, publish
+from tasks.render import render_task
 from tasks.speak import speak
+from tasks.stages import Aligned, JobInputs, Planned, Spoken
+
+# the shell (CLI, inspector) submits through flows, never through tasks directly
+__all__ = ["Narration", "narrate", "narrate_here", "open_store", "submit_and_narrate", "submit_job"]
 
 
 @dataclass(frozen=True)
@@ -35,28 +44,56 @@ class Narration:
     published: dict[str, str]  # file name -> path
 
 
+@dataclass(frozen=True)
+class Voice:
+    """Stages 1-3: what the script says, how it sounds, and when each word is spoken."""
+
+    planned: Planned
+    spoken: Spoken
+    aligned: Aligned
+
+
 @flow(name="narrate", flow_run_name="narrate-{job_id}", validate_parameters=False)
 def narrate(job_id: str) -> Narration:
     store = open_store()
-    run_id = store.start_run(job_id, prefect_flow_run_id=flow_run.id)
-    try:
-        # 1. Plan: inline tags and the free-form description -> target emotion and intensity per word
-        plan = plan_emotions(run_id)["plan"]
-        # 2. Speak: emotional TTS following the plan -> speech + the engine's timings
-        speech = speak(run_id, plan)
-        # 3. Align: word timings checked against (or found in) the audio
-        timings = align_words(run_id, speech, plan)["word_timings"]
+    # the script, the description and the portrait, as the store holds them, and the resolved options
+    job = load_job(store, job_id)
+    run_id = store.start_run(job.job_id, prefect_flow_run_id=flow_run.id)
+    with recorded_run(store, run_id):
+        voice = speak_script(run_id, job)
         # 4. Feel: the emotion-fluctuation predictor -> label distribution and intensity per word
-        curve = feel(run_id, speech["speech"], timings, plan)["curve"]
-        # 5. Render: the portrait speaks, its expression following the curve
-        frames = tagged_render_task()(run_id, speech["speech"], timings, curve)["frames"]
-        # 6. Publish: MP4 with audio, curve plot, captions, exported to the output folder
-        published = publish(run_id, frames, speech["speech"], curve)
+        felt = feel(run_id, voice.spoken.speech, voice.aligned.word_timings, voice.planned.plan, job.options)
+        delivery = render_and_publish(run_id, job, voice, felt.curve)
+    return Narration(job_id=job.job_id, run_id=run_id, published=delivery.files)
+
+
+def speak_script(run_id: str, job: JobInputs) -> Voice:
+    # 1. Plan: inline tags and the free-form description -> target emotion and intensity per word
+    planned = plan_emotions(run_id, job.script, job.description, job.options)
+    # 2. Speak: emotional TTS following the plan -> speech + the engine's timings
+    spoken = speak(run_id, planned.plan, job.options)
+    # 3. Align: word timings checked against (or found in) the audio
+    aligned = align_words(run_id, spoken, planned.plan, job.options)
+    return Voice(planned, spoken, aligned)
+
+
+def render_and_publish(run_id: str, job: JobInputs, voice: Voice, curve: ArtifactRef) -> Delivery:
+    speech, timings = voice.spoken.speech, voice.aligned.word_timings
+    # 5. Render: the portrait speaks, its expression following the curve
+    rendered = render_task()(run_id, job.portrait, speech, timings, curve, job.options)
+    # 6. Publish: MP4 with audio, curve plot, captions, exported to the output folder
+    return publish(run_id, job, rendered.frames, speech, voice.planned.plan, curve)
+
+
+@contextmanager
+def recorded_run(store: ArtifactStore, run_id: str, actor: str = SYSTEM_ACTOR) -> Iterator[None]:
+    """The run is finished in the store whatever happens: succeeded, or failed with the error."""
+    try:
+        yield
     except BaseException as exc:
-        store.finish_run(run_id, error=str(exc) or type(exc).__name__)
+        store.finish_run(run_id, error=str(exc) or type(exc).__name__, actor=actor)
         raise
-    store.finish_run(run_id)
-    return Narration(job_id=job_id, run_id=run_id, published=published)
+    store.finish_run(run_id, actor=actor)
 
 
 def narrate_here(job_id: str) -> Narration:

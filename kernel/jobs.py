@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import getpass
+import re
 from pathlib import Path
 from typing import Any
 
@@ -10,9 +11,49 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from kernel.errors import InputError
-from kernel.settings import Settings
+from kernel.settings import (
+    AlignerName,
+    EfpEngineName,
+    PlannerName,
+    RendererName,
+    Settings,
+    TtsEngineName,
+)
 
 BUILTIN_PORTRAIT_PREFIX = "skimage:"
+
+# Limits, defined once: the CLI, the API and batch manifests all validate jobs through JobSpec.
+MAX_SCRIPT_CHARS = 60_000  # about 10,000 words, an hour of speech
+MAX_DESCRIPTION_CHARS = 4_000
+MAX_PORTRAIT_PIXELS = 40_000_000  # decoded; bigger photos gain nothing at render sizes <= 2048
+SPOKEN_WORDS_PER_SECOND = 2.6  # a calm narration pace, for the speech-length estimate
+
+
+class JobOptions(BaseModel):
+    """How a job runs, resolved once at submission (job fields first, settings fill the gaps).
+
+    This is what the store keeps: a re-run or a retry reads it back and never consults settings again.
+    """
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    planner: PlannerName
+    planner_model: str | None = None
+    tts_engine: TtsEngineName
+    aligner: AlignerName
+    efp_engine: EfpEngineName
+    efp_model: str | None = None
+    renderer: RendererName
+    weights: str | None = None
+    steps: int
+    guidance: float
+    device: str
+    fps: int
+    size: int
+    seed: int
+    head_motion: float
+    face_index: int
+    output_dir: str
 
 
 class JobSpec(BaseModel):
@@ -21,21 +62,24 @@ class JobSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: str = Field(default="narration", pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
-    script: str = ""
-    script_file: Path | None = None
-    description: str = ""
+    script: str = Field(default="", max_length=MAX_SCRIPT_CHARS, description="the words to speak")
+    script_file: Path | None = Field(default=None, description="a UTF-8 text file holding the script")
+    description: str = Field(
+        default="", max_length=MAX_DESCRIPTION_CHARS, description="the free-form emotion brief"
+    )
     portrait: str = Field(
         description="image path, or skimage:astronaut for scikit-image's public-domain photo"
     )
     output_dir: Path | None = None
     submitter: str | None = None
 
-    planner: str | None = None
-    tts_engine: str | None = None
-    aligner: str | None = None
-    efp_engine: str | None = None
+    planner: PlannerName | None = None
+    planner_model: str | None = Field(default=None, description="instruct LM for the llm planner")
+    tts_engine: TtsEngineName | None = None
+    aligner: AlignerName | None = None
+    efp_engine: EfpEngineName | None = None
     efp_model: str | None = Field(default=None, description="learned EFP model: a store name, sha256 or file")
-    renderer: str | None = None
+    renderer: RendererName | None = None
 
     weights: str | None = Field(default=None, description="diffusion weights: a directory or a hub id")
     steps: int | None = Field(default=None, ge=1, le=200)
@@ -55,7 +99,7 @@ class JobSpec(BaseModel):
         return self
 
     def resolved(self, base: Path) -> JobSpec:
-        """Paths made absolute against `base` and script_file read into script."""
+        """Paths made absolute against `base` and script_file read into script (limits checked again)."""
         update: dict[str, Any] = {}
         if self.script_file is not None:
             path = (base / self.script_file).expanduser()
@@ -70,29 +114,41 @@ class JobSpec(BaseModel):
             update["output_dir"] = (base / self.output_dir).expanduser()
         if self.weights and (base / self.weights).expanduser().exists():
             update["weights"] = str((base / self.weights).expanduser().resolve())
-        return self.model_copy(update=update)
+        return JobSpec.model_validate(self.model_dump() | update)
 
-    def options(self, settings: Settings) -> dict[str, Any]:
-        """Everything that decides how the job runs, with settings filling the gaps."""
+    def options(self, settings: Settings) -> JobOptions:
+        """Everything that decides how the job runs, with settings filling the gaps: the one place
+        where a job field and a setting meet."""
         output_dir = self.output_dir if self.output_dir is not None else settings.output_dir / self.name
-        return {
-            "planner": self.planner or settings.planner,
-            "tts_engine": self.tts_engine or settings.tts_engine,
-            "aligner": self.aligner or settings.aligner,
-            "efp_engine": self.efp_engine or settings.efp_engine,
-            "efp_model": self.efp_model or settings.efp_model,
-            "renderer": self.renderer or settings.renderer,
-            "fps": self.fps or settings.fps,
-            "size": self.size or settings.size,
-            "seed": settings.seed if self.seed is None else self.seed,
-            "head_motion": self.head_motion,
-            "face_index": self.face_index,
-            "output_dir": str(Path(output_dir).expanduser().resolve()),
-            "weights": self.weights or settings.diffusion_weights,
-            "steps": self.steps or settings.diffusion_steps,
-            "guidance": self.guidance or settings.diffusion_guidance,
-            "device": self.device or settings.device,
-        }
+
+        def pick(field: str, setting: str | None = None) -> Any:
+            value = getattr(self, field)
+            return getattr(settings, setting or field) if value is None else value
+
+        return JobOptions(
+            planner=pick("planner"),
+            planner_model=pick("planner_model"),
+            tts_engine=pick("tts_engine"),
+            aligner=pick("aligner"),
+            efp_engine=pick("efp_engine"),
+            efp_model=pick("efp_model"),
+            renderer=pick("renderer"),
+            weights=pick("weights", "diffusion_weights"),
+            steps=pick("steps", "diffusion_steps"),
+            guidance=pick("guidance", "diffusion_guidance"),
+            device=pick("device"),
+            fps=pick("fps"),
+            size=pick("size"),
+            seed=pick("seed"),
+            head_motion=self.head_motion,
+            face_index=self.face_index,
+            output_dir=str(Path(output_dir).expanduser().resolve()),
+        )
+
+    def speech_seconds_estimate(self) -> float:
+        """How long the speech will be, roughly, at a calm pace (inline [tags] are not spoken)."""
+        spoken = re.sub(r"\[[^\]]*\]", " ", self.script)
+        return len(spoken.split()) / SPOKEN_WORDS_PER_SECOND
 
     def submitter_name(self) -> str:
         if self.submitter:
@@ -106,6 +162,9 @@ class JobSpec(BaseModel):
 def _describe(error: ValidationError) -> str:
     first = error.errors()[0]
     where = ".".join(str(part) for part in first["loc"]) or "job"
+    given = first.get("input")
+    if first["type"] == "literal_error" and isinstance(given, str):  # name the bad choice too
+        return f"{where}: {first['msg']}, not {given!r}"
     return f"{where}: {first['msg']}"
 
 

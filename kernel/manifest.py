@@ -96,7 +96,8 @@ def _yaml_records(path: Path) -> list[tuple[int, Any]]:
         raise InputError(f"manifest {path} is not valid YAML: {exc}") from exc
     if isinstance(data, dict) and isinstance(data.get("jobs"), list):
         data = data["jobs"]
+        assert node is not None  # a non-empty document composed to a node
         node = next(value for key, value in node.value if key.value == "jobs")
-    if not isinstance(data, list):
+    if not isinstance(data, list) or node is None:
         raise InputError(f"manifest {path} must be a list of jobs, or a mapping with a 'jobs' list")
     return [(item.start_mark.line + 1, record) for item, record in zip(node.value, data, strict=True)]

@@ -15,12 +15,12 @@ class StageListener(Protocol):
     def stage_failed(self, stage: str, error: str) -> None: ...
 
 
-_listeners: list[StageListener] = []
+_listeners: list[object] = []  # StageListeners, or any object with some of its methods
 _lock = threading.Lock()
 
 
 @contextmanager
-def listening(listener: StageListener) -> Iterator[None]:
+def listening(listener: object) -> Iterator[None]:
     with _lock:
         _listeners.append(listener)
     try:

@@ -4,10 +4,17 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Literal, TypeAlias
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+# Engine names, per job option. tasks/engines.py maps each to its class; a test keeps the two in step.
+PlannerName: TypeAlias = Literal["rules", "llm"]
+TtsEngineName: TypeAlias = Literal["piper", "espeak"]
+AlignerName: TypeAlias = Literal["engine", "dtw"]
+EfpEngineName: TypeAlias = Literal["embedded", "learned"]
+RendererName: TypeAlias = Literal["preview", "diffusion"]
 
 
 class Settings(BaseSettings):
@@ -23,16 +30,16 @@ class Settings(BaseSettings):
         description="Where `emoflow serve` is reached; run summaries link to it",
     )
 
-    planner: str = "rules"
+    planner: PlannerName = "rules"
     planner_model: str | None = None  # instruct LM for the "llm" planner: a local directory or a hub id
-    tts_engine: str = "piper"
-    aligner: str = "engine"
-    efp_engine: str = "embedded"
+    tts_engine: TtsEngineName = "piper"
+    aligner: AlignerName = "engine"
+    efp_engine: EfpEngineName = "embedded"
     efp_model: str | None = Field(
         default=None,
         description="Learned EFP model: a name or sha256 in the store (python -m flows.train_efp), or a file",
     )
-    renderer: str = "preview"
+    renderer: RendererName = "preview"
 
     diffusion_weights: str | None = Field(
         default=None, description="Diffusion renderer weights: a local directory or a hub id"

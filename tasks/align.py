@@ -4,41 +4,31 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from prefect import task
-from prefect.cache_policies import NO_CACHE
-
-from kernel.settings import get_settings
+from kernel.jobs import JobOptions
 from models.types import ProgressFn
 from stores.records import ArtifactRef, NewArtifact
 from tasks.artifacts import json_artifact, load_plan, load_speech
 from tasks.context import open_store
-from tasks.engines import get_engine
-from tasks.stage import retry_transient, run_stage
+from tasks.engines import aligner_for
+from tasks.stage import run_stage, stage_task
+from tasks.stages import ALIGN, Aligned, Spoken
 
 
-@task(
-    name="align",
-    retries=get_settings().task_retries,
-    retry_condition_fn=retry_transient,
-    cache_policy=NO_CACHE,
-)
-def align_words(run_id: str, speech: dict[str, ArtifactRef], plan: ArtifactRef) -> dict[str, ArtifactRef]:
+@stage_task(ALIGN)
+def align_words(run_id: str, spoken: Spoken, plan: ArtifactRef, options: JobOptions) -> Aligned:
     store = open_store()
-    aligner = get_engine("aligner", store.run(run_id).job.options["aligner"])
+    aligner = aligner_for(options)
 
     def compute(_workdir: Path, _progress: ProgressFn) -> list[NewArtifact]:
-        timings = aligner.align(
-            load_speech(store, speech["speech"], speech["timings"]), load_plan(store, plan)
-        )
+        timings = aligner.align(load_speech(store, spoken.speech, spoken.timings), load_plan(store, plan))
         return [json_artifact("word_timings", "word-timings", timings.to_dict(), words=len(timings.words))]
 
     return run_stage(
         store,
+        ALIGN,
         run_id=run_id,
-        stage="align",
-        engine=aligner.name,
-        engine_version=aligner.version,
-        params={},
-        inputs={"speech": speech["speech"], "engine_timings": speech["timings"], "plan": plan},
+        engine=aligner,
+        params=ALIGN.parameters(options),
+        inputs={"speech": spoken.speech, "engine_timings": spoken.timings, "plan": plan},
         compute=compute,
     )

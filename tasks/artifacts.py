@@ -37,3 +37,7 @@ def load_curve(store: ArtifactStore, ref: ArtifactRef) -> EmotionCurve:
 def load_speech(store: ArtifactStore, audio: ArtifactRef, timings: ArtifactRef) -> Speech:
     samples, sample_rate = read_wav(store.read_bytes(audio.sha256))
     return Speech(samples=samples, sample_rate=sample_rate, timings=load_timings(store, timings))
+
+
+def read_text(store: ArtifactStore, ref: ArtifactRef) -> str:
+    return store.read_bytes(ref.sha256).decode("utf-8")

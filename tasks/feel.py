@@ -4,30 +4,22 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from prefect import task
-from prefect.cache_policies import NO_CACHE
-
-from kernel.settings import get_settings
+from kernel.jobs import JobOptions
 from models.types import ProgressFn
 from stores.records import ArtifactRef, NewArtifact
 from tasks.artifacts import json_artifact, load_plan, load_speech
 from tasks.context import open_store
 from tasks.efp_model import efp_engine
-from tasks.stage import retry_transient, run_stage
+from tasks.stage import run_stage, stage_task
+from tasks.stages import FEEL, Felt
 
 
-@task(
-    name="feel",
-    retries=get_settings().task_retries,
-    retry_condition_fn=retry_transient,
-    cache_policy=NO_CACHE,
-)
+@stage_task(FEEL)
 def feel(
-    run_id: str, speech: ArtifactRef, word_timings: ArtifactRef, plan: ArtifactRef
-) -> dict[str, ArtifactRef]:
+    run_id: str, speech: ArtifactRef, word_timings: ArtifactRef, plan: ArtifactRef, options: JobOptions
+) -> Felt:
     store = open_store()
-    # a learned EFP's version carries its model's content hash, so the cache key follows the model
-    predictor = efp_engine(store, store.run(run_id).job.options)
+    predictor = efp_engine(store, options)  # a learned EFP's identity carries its model's content hash
 
     def compute(_workdir: Path, _progress: ProgressFn) -> list[NewArtifact]:
         loaded = load_speech(store, speech, word_timings)
@@ -39,11 +31,10 @@ def feel(
 
     return run_stage(
         store,
+        FEEL,
         run_id=run_id,
-        stage="feel",
-        engine=predictor.name,
-        engine_version=predictor.version,
-        params={},
+        engine=predictor,
+        params=FEEL.parameters(options),
         inputs={"speech": speech, "word_timings": word_timings, "plan": plan},
         compute=compute,
     )

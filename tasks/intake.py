@@ -9,14 +9,13 @@ import numpy as np
 from PIL import Image
 
 from kernel.errors import InputError
-from kernel.jobs import BUILTIN_PORTRAIT_PREFIX, JobSpec
+from kernel.jobs import BUILTIN_PORTRAIT_PREFIX, JobOptions, JobSpec
 from kernel.paths import ensure_writable_dir
 from kernel.settings import Settings
 from models.vision.face import load_image, prepare_portrait
 from stores.records import NewArtifact
 from stores.store import ArtifactStore
 from tasks.efp_model import check_efp_model
-from tasks.engines import check_engine_choices
 
 BUILTIN_PORTRAITS = ("astronaut", "chelsea")
 MEDIA_TYPES = {"PNG": "image/png", "JPEG": "image/jpeg", "WEBP": "image/webp", "BMP": "image/bmp"}
@@ -32,15 +31,14 @@ def submit_job(spec: JobSpec, settings: Settings, store: ArtifactStore, queued: 
         options = spec.options(settings)
         if not spec.script.strip():
             raise InputError("script is empty: give the words to speak in `script` or `script_file`")
-        check_engine_choices(options)
-        if options["renderer"] == "diffusion":
+        if options.renderer == "diffusion":
             check_diffusion_options(options)
-        if options["efp_engine"] == "learned":
+        if options.efp_engine == "learned":
             check_efp_model(store, options)
         data, media_type, image = read_portrait(spec.portrait)
         # proves there is a usable human face now, not minutes later in the render stage
-        prepare_portrait(image, options["size"], options["face_index"])
-        ensure_writable_dir(Path(options["output_dir"]))
+        prepare_portrait(image, options.size, options.face_index)
+        ensure_writable_dir(Path(options.output_dir))
     except InputError as exc:
         store.record_event("job.reject", actor, details={"job": spec.name, "error": str(exc)})
         raise
@@ -60,7 +58,7 @@ def submit_job(spec: JobSpec, settings: Settings, store: ArtifactStore, queued: 
         script=spec.script,
         description=spec.description,
         portrait=portrait,
-        options=options,
+        options=options.model_dump(),
         queued=queued,
     )
 
@@ -88,17 +86,14 @@ def read_portrait(source: str) -> tuple[bytes, str, np.ndarray]:
     return data, media_type, image
 
 
-def check_diffusion_options(options: dict[str, object]) -> None:
-    weights = options.get("weights")
-    if not weights:
+def check_diffusion_options(options: JobOptions) -> None:
+    if not options.weights:
         raise InputError(
             "the diffusion renderer needs weights: pass --weights DIR (or set EMOFLOW_DIFFUSION_WEIGHTS)"
         )
-    if int(options["size"]) % 64:  # type: ignore[call-overload]
-        raise InputError(
-            f"the diffusion renderer needs a size that is a multiple of 64, got {options['size']}"
-        )
-    local = Path(str(weights))
-    looks_like_hub_id = str(weights).count("/") == 1 and not local.is_absolute()
+    if options.size % 64:
+        raise InputError(f"the diffusion renderer needs a size that is a multiple of 64, got {options.size}")
+    local = Path(options.weights)
+    looks_like_hub_id = options.weights.count("/") == 1 and not local.is_absolute()
     if not local.exists() and not looks_like_hub_id:
-        raise InputError(f"diffusion weights {weights} do not exist (give a directory or a hub id)")
+        raise InputError(f"diffusion weights {options.weights} do not exist (give a directory or a hub id)")

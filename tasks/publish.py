@@ -2,49 +2,45 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
-from prefect import task
 from prefect.artifacts import create_markdown_artifact
-from prefect.cache_policies import NO_CACHE
 
 from kernel.paths import ensure_writable_dir
 from kernel.settings import get_settings
-from models.publish import PUBLISHER_NAME, PUBLISHER_VERSION
+from models.publish import Publisher
 from models.publish.captions import webvtt
 from models.publish.plot import curve_png
 from models.publish.video import mux
 from models.types import ProgressFn
 from models.vocabulary import load_vocabulary
 from stores.records import ArtifactRef, NewArtifact, RunRecord
-from stores.store import ArtifactStore
 from tasks.artifacts import load_curve
 from tasks.context import open_store
-from tasks.stage import retry_transient, run_stage
-
-# published file name -> (stage output it comes from, its name there)
-EXPORTS = {
-    "video.mp4": ("publish", "video"),
-    "speech.wav": ("speak", "speech"),
-    "plan.json": ("plan", "plan"),
-    "curve.json": ("feel", "curve"),
-    "curve.png": ("publish", "curve_plot"),
-    "captions.vtt": ("publish", "captions"),
-}
+from tasks.stage import run_stage, stage_task
+from tasks.stages import PUBLISH, JobInputs, Published
 
 
-@task(
-    name="publish",
-    retries=get_settings().task_retries,
-    retry_condition_fn=retry_transient,
-    cache_policy=NO_CACHE,
-)
-def publish(run_id: str, frames: ArtifactRef, speech: ArtifactRef, curve: ArtifactRef) -> dict[str, str]:
-    """Returns published file name -> absolute path."""
+@dataclass(frozen=True)
+class Delivery:
+    published: Published
+    files: dict[str, str]  # published file name -> absolute path
+
+
+@stage_task(PUBLISH)
+def publish(
+    run_id: str,
+    job: JobInputs,
+    frames: ArtifactRef,
+    speech: ArtifactRef,
+    plan: ArtifactRef,
+    curve: ArtifactRef,
+) -> Delivery:
     store = open_store()
-    job = store.run(run_id).job
-    output_dir = Path(job.options["output_dir"])
+    output_dir = Path(job.options.output_dir)
     ensure_writable_dir(output_dir)  # fail before publishing anything
+    publisher = Publisher()
 
     def compute(workdir: Path, _progress: ProgressFn) -> list[NewArtifact]:
         loaded_curve = load_curve(store, curve)
@@ -59,33 +55,33 @@ def publish(run_id: str, frames: ArtifactRef, speech: ArtifactRef, curve: Artifa
             NewArtifact("captions", "captions", "text/vtt", data=webvtt(loaded_curve).encode("utf-8")),
         ]
 
-    run_stage(
+    published = run_stage(
         store,
+        PUBLISH,
         run_id=run_id,
-        stage="publish",
-        engine=PUBLISHER_NAME,
-        engine_version=PUBLISHER_VERSION,
+        engine=publisher,
         params={"title": job.name},  # the curve plot's title shows the job name
         inputs={"frames": frames, "speech": speech, "curve": curve},
         compute=compute,
     )
+    exports = {
+        "video.mp4": published.video,
+        "speech.wav": speech,
+        "plan.json": plan,
+        "curve.json": curve,
+        "curve.png": published.curve_plot,
+        "captions.vtt": published.captions,
+    }
+    files = {
+        name: str(store.export(ref.sha256, output_dir / name, run_id=run_id)) for name, ref in exports.items()
+    }
     record = store.run(run_id)
-    published = _export(store, record, output_dir)
     create_markdown_artifact(
-        markdown=summary_markdown(record, published),
+        markdown=summary_markdown(record, files),
         key=f"narration-{run_id[:8]}",
         description=f"emoflow run {run_id} of job {job.name}",
     )
-    return published
-
-
-def _export(store: ArtifactStore, record: RunRecord, output_dir: Path) -> dict[str, str]:
-    outputs = {step.stage: step.outputs for step in record.steps}
-    published = {}
-    for filename, (stage, name) in EXPORTS.items():
-        ref = outputs[stage][name]
-        published[filename] = str(store.export(ref.sha256, output_dir / filename, run_id=record.id))
-    return published
+    return Delivery(published=published, files=files)
 
 
 def summary_markdown(record: RunRecord, published: dict[str, str]) -> str:

@@ -6,9 +6,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from prefect import task
-from prefect.cache_policies import NO_CACHE
-
+from kernel.jobs import JobOptions
 from kernel.settings import get_settings
 from models.publish.video import encode_frames
 from models.types import ProgressFn
@@ -17,73 +15,62 @@ from stores.records import ArtifactRef, NewArtifact
 from tasks.artifacts import load_curve, load_speech
 from tasks.context import open_store
 from tasks.engines import engine_class
-from tasks.stage import retry_transient, run_stage
+from tasks.stage import run_stage, stage_task
+from tasks.stages import RENDER, Rendered
 
 
-@task(
-    name="render",
-    retries=get_settings().task_retries,
-    retry_condition_fn=retry_transient,
-    cache_policy=NO_CACHE,
-)
+@stage_task(RENDER)
 def render_face(
-    run_id: str, speech: ArtifactRef, word_timings: ArtifactRef, curve: ArtifactRef
-) -> dict[str, ArtifactRef]:
+    run_id: str,
+    portrait: ArtifactRef,
+    speech: ArtifactRef,
+    word_timings: ArtifactRef,
+    curve: ArtifactRef,
+    options: JobOptions,
+) -> Rendered:
     store = open_store()
-    job = store.run(run_id).job
-    renderer, params = build_renderer(job.options)
-    portrait = store.artifact(job.portrait_sha256, kind="portrait")
+    renderer, params = build_renderer(options)
 
     def compute(workdir: Path, progress: ProgressFn) -> list[NewArtifact]:
         face = prepare_portrait(
-            load_image(store.blob_path(portrait.sha256)), params["size"], params["face_index"]
+            load_image(store.blob_path(portrait.sha256)), options.size, options.face_index
         )
         loaded = load_speech(store, speech, word_timings)
         total = renderer.frame_count(loaded.duration)
         frames = renderer.render(face, loaded, load_curve(store, curve))
         path = workdir / "frames.mp4"
-        count = encode_frames(frames, path, params["fps"], params["size"], total, progress)
-        return [
-            NewArtifact(
-                name="frames",
-                kind="frames",
-                media_type="video/mp4",
-                path=path,
-                metadata={"frames": count, "fps": params["fps"], "size": params["size"]},
-            )
-        ]
+        count = encode_frames(frames, path, options.fps, options.size, total, progress)
+        metadata = {"frames": count, "fps": options.fps, "size": options.size}
+        return [NewArtifact("frames", "frames", "video/mp4", path=path, metadata=metadata)]
 
     return run_stage(
         store,
+        RENDER,
         run_id=run_id,
-        stage="render",
-        engine=renderer.name,
-        engine_version=renderer.version,
+        engine=renderer,
         params=params,
         inputs={"portrait": portrait, "speech": speech, "word_timings": word_timings, "curve": curve},
         compute=compute,
     )
 
 
-def build_renderer(options: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
+def build_renderer(options: JobOptions) -> tuple[Any, dict[str, Any]]:
     """The job's renderer and the parameters that go into its cache key (weights by hash)."""
-    name = options["renderer"]
-    params = {k: options[k] for k in ("size", "fps", "seed", "face_index")}
-    if name != "diffusion":
-        params["head_motion"] = options["head_motion"]
-        renderer = engine_class("renderer", name)(
-            size=params["size"], fps=params["fps"], seed=params["seed"], head_motion=params["head_motion"]
+    if options.renderer != "diffusion":
+        params = RENDER.parameters(options, head_motion=options.head_motion)
+        renderer = engine_class("renderer", options.renderer)(
+            size=options.size, fps=options.fps, seed=options.seed, head_motion=options.head_motion
         )
         return renderer, params
     from models.render.diffusion import hash_weights_dir
 
-    params.update({k: options[k] for k in ("steps", "guidance", "device")})
-    weights = options["weights"]
+    weights = str(options.weights)
     # memoised per file sizes and mtimes: changed weights get a new cache key and a fresh load
     local_sha256 = hash_weights_dir(weights) if Path(weights).is_dir() else None
-    settings = {k: v for k, v in params.items() if k != "face_index"}
+    settings: dict[str, Any] = {"size": options.size, "fps": options.fps, "seed": options.seed}
+    settings |= {"steps": options.steps, "guidance": options.guidance, "device": options.device}
     renderer = _diffusion_renderer(weights, local_sha256, **settings)
-    params["weights_sha256"] = renderer.weights_sha256
+    params = RENDER.parameters(options, **settings, weights_sha256=renderer.weights_sha256)
     return renderer, params
 
 
@@ -93,7 +80,7 @@ def _diffusion_renderer(weights: str, _weights_sha256: str | None, **settings: A
     return engine_class("renderer", "diffusion")(weights, **settings)
 
 
-def tagged_render_task() -> Any:
+def render_task() -> Any:
     """The render task carrying EMOFLOW_RENDER_TAGS, so Prefect concurrency limits can throttle it.
 
     Tags are opt-in: with any tag, Prefect asks its server for concurrency slots on every render,

@@ -5,27 +5,21 @@ from __future__ import annotations
 from pathlib import Path
 
 import soundfile
-from prefect import task
-from prefect.cache_policies import NO_CACHE
 
-from kernel.settings import get_settings
+from kernel.jobs import JobOptions
 from models.types import ProgressFn
 from stores.records import ArtifactRef, NewArtifact
 from tasks.artifacts import json_artifact, load_plan
 from tasks.context import open_store
-from tasks.engines import get_engine
-from tasks.stage import retry_transient, run_stage
+from tasks.engines import tts_for
+from tasks.stage import run_stage, stage_task
+from tasks.stages import SPEAK, Spoken
 
 
-@task(
-    name="speak",
-    retries=get_settings().task_retries,
-    retry_condition_fn=retry_transient,
-    cache_policy=NO_CACHE,
-)
-def speak(run_id: str, plan: ArtifactRef) -> dict[str, ArtifactRef]:
+@stage_task(SPEAK)
+def speak(run_id: str, plan: ArtifactRef, options: JobOptions) -> Spoken:
     store = open_store()
-    engine = get_engine("tts_engine", store.run(run_id).job.options["tts_engine"])
+    engine = tts_for(options)
 
     def compute(workdir: Path, progress: ProgressFn) -> list[NewArtifact]:
         # streamed to disk sentence by sentence: memory stays flat for long scripts
@@ -40,11 +34,10 @@ def speak(run_id: str, plan: ArtifactRef) -> dict[str, ArtifactRef]:
 
     return run_stage(
         store,
+        SPEAK,
         run_id=run_id,
-        stage="speak",
-        engine=engine.name,
-        engine_version=engine.version,
-        params={},
+        engine=engine,
+        params=SPEAK.parameters(options),
         inputs={"plan": plan},
         compute=compute,
     )

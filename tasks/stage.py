@@ -1,91 +1,147 @@
 """Get-or-compute against the store: the one mechanism that makes retries and re-runs cheap.
 
-Every stage task calls `run_stage`. Its cache key covers the stage, the engine's name and
-version, the canonical parameters and the input artifacts' hashes; a committed step with the
-same key anywhere in the store is reused instead of recomputed.
+A stage is declared once (`Stage`: its name, the artifacts it takes, the typed record it returns, and
+the job options that go into its cache key). Every stage task calls `run_stage`, whose cache key covers
+the stage, the engine's identity (name, version, and digests of the tables, model files and source code
+its output depends on), the canonical parameters and the input artifacts' hashes. A committed step with
+the same key anywhere in the store is reused instead of recomputed.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import shutil
 import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, ParamSpec, TypeVar
 
-from prefect import get_run_logger
+from prefect import Task, get_run_logger, task
+from prefect.cache_policies import NO_CACHE
 from prefect.exceptions import MissingContextError
 from prefect.runtime import flow_run
 
 from kernel.crashpoints import crashpoint
-from kernel.errors import InputError, IntegrityError
+from kernel.errors import InputError, IntegrityError, StoreError
+from kernel.jobs import JobOptions
+from kernel.progress import emit
+from kernel.settings import get_settings
+from models.identity import Identified
 from models.types import ProgressFn
 from stores.cache_keys import step_cache_key
 from stores.records import ArtifactRef, NewArtifact
 from stores.store import ArtifactStore
-from tasks.progress import emit
 
 Compute = Callable[[Path, ProgressFn], Sequence[NewArtifact]]
+Outputs = TypeVar("Outputs")
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+@dataclass(frozen=True)
+class Stage(Generic[Outputs]):
+    """One stage of the pipeline: what it reads, what it writes, and which options shape its output.
+
+    `outputs` is a frozen dataclass whose fields are ArtifactRefs named like the stage's outputs.
+    """
+
+    name: str
+    inputs: tuple[str, ...]
+    outputs: type[Outputs]
+    params: tuple[str, ...] = ()  # job options that go into the cache key
+
+    @property
+    def output_names(self) -> tuple[str, ...]:
+        return tuple(f.name for f in dataclasses.fields(self.outputs))  # type: ignore[arg-type]
+
+    def parameters(self, options: JobOptions, **extra: Any) -> dict[str, Any]:
+        return {name: getattr(options, name) for name in self.params} | extra
+
+
+def stage_task(stage: Stage[Any]) -> Callable[[Callable[P, R]], Task[P, R]]:
+    """The Prefect task of a stage: retried on transient failures, cached by our store, not Prefect's."""
+
+    def decorate(fn: Callable[P, R]) -> Task[P, R]:
+        return task(
+            name=stage.name,
+            retries=get_settings().task_retries,
+            retry_condition_fn=retry_transient,
+            cache_policy=NO_CACHE,
+        )(fn)
+
+    return decorate
 
 
 def run_stage(
     store: ArtifactStore,
+    stage: Stage[Outputs],
     *,
     run_id: str,
-    stage: str,
-    engine: str,
-    engine_version: str,
+    engine: Identified,
     params: Mapping[str, Any],
     inputs: Mapping[str, ArtifactRef],
     compute: Compute,
-) -> dict[str, ArtifactRef]:
+) -> Outputs:
     """Reuse the committed outputs for this cache key, or compute them and commit them as one step.
 
     `compute(workdir, progress)` may leave files in `workdir`; they are hashed into the store
     before the directory is removed.
     """
+    if set(inputs) != set(stage.inputs):
+        raise StoreError(f"{stage.name} takes {sorted(stage.inputs)}, was given {sorted(inputs)}")
     logger = _logger()
-    key = step_cache_key(stage, engine, engine_version, params, {k: v.sha256 for k, v in inputs.items()})
-    emit("stage_started", stage)
-    step = {
+    identity = engine.identity()
+    key = step_cache_key(
+        stage.name,
+        identity.name,
+        identity.version,
+        params,
+        {k: v.sha256 for k, v in inputs.items()},
+        identity.digests,
+    )
+    emit("stage_started", stage.name)
+    step: dict[str, Any] = {
         "run_id": run_id,
-        "stage": stage,
-        "engine": engine,
-        "engine_version": engine_version,
+        "stage": stage.name,
+        "engine": identity.name,
+        "engine_version": identity.version,
+        "engine_digests": identity.digests,
         "params": params,
         "cache_key": key,
         "inputs": inputs,
     }
     cached = store.cached_outputs(key)
-    if cached is not None:
+    if cached is not None and set(cached) == set(stage.output_names):
         store.record_cache_hit(**step, outputs=cached)
-        logger.info("%s: reused outputs of cache key %s", stage, key[:12])
-        emit("stage_finished", stage, True, 0.0)
-        return cached
+        logger.info("%s: reused outputs of cache key %s", stage.name, key[:12])
+        emit("stage_finished", stage.name, True, 0.0)
+        return stage.outputs(**cached)
 
     step_id = store.begin_step(**step)
-    crashpoint(f"{stage}.before")  # test hook: the step is open ("running"), nothing computed
-    workdir = Path(tempfile.mkdtemp(prefix=f"emoflow-{stage}-"))
+    crashpoint(f"{stage.name}.before")  # test hook: the step is open ("running"), nothing computed
+    workdir = Path(tempfile.mkdtemp(prefix=f"emoflow-{stage.name}-"))
     try:
         started = time.perf_counter()
-        outputs = compute(workdir, lambda done, total: emit("stage_progress", stage, done, total))
+        outputs = compute(workdir, lambda done, total: emit("stage_progress", stage.name, done, total))
         seconds = time.perf_counter() - started  # engine work only; committing counts as store time
+        names = sorted(new.name for new in outputs)
+        if names != sorted(stage.output_names):
+            raise StoreError(f"{stage.name} must produce {sorted(stage.output_names)}, produced {names}")
         refs = store.commit_step(step_id, outputs)
-        crashpoint(f"{stage}.after")  # test hook: the step is committed, the task has not returned
+        crashpoint(f"{stage.name}.after")  # test hook: the step is committed, the task has not returned
     except BaseException as exc:
         message = f"{type(exc).__name__}: {exc}" if not isinstance(exc, InputError) else str(exc)
         store.fail_step(step_id, message)
-        emit("stage_failed", stage, message)
+        emit("stage_failed", stage.name, message)
         raise
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
-    logger.info(
-        "%s: %s@%s computed in %.2fs (flow run %s)", stage, engine, engine_version, seconds, flow_run.id
-    )
-    emit("stage_finished", stage, False, seconds)
-    return refs
+    logger.info("%s: %s computed in %.2fs (flow run %s)", stage.name, identity.label, seconds, flow_run.id)
+    emit("stage_finished", stage.name, False, seconds)
+    return stage.outputs(**refs)
 
 
 def retry_transient(_task: object, _task_run: object, state: Any) -> bool:
@@ -94,7 +150,7 @@ def retry_transient(_task: object, _task_run: object, state: Any) -> bool:
     return not isinstance(error, InputError | IntegrityError)
 
 
-def _logger() -> logging.Logger | logging.LoggerAdapter:
+def _logger() -> logging.Logger | logging.LoggerAdapter[logging.Logger]:
     # stage functions also run outside Prefect (`task.fn(...)` in tests and scripts)
     try:
         return get_run_logger()

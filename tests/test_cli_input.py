@@ -32,7 +32,6 @@ def rows(table: str) -> int:
         ({"portrait": "not-an-image.png"}, "not-an-image.png"),
         ({"portrait": "skimage:chelsea"}, "no human face"),
         ({"portrait": "skimage:nobody"}, "unknown built-in portrait"),
-        ({"tts_engine": "gramophone"}, "unknown tts_engine 'gramophone'; choose one of: espeak, piper"),
         ({"output_dir": "blocker/out"}, "not writable"),
         ({"efp_engine": "learned"}, "efp_engine=learned needs a model"),
         ({"efp_engine": "learned", "efp_model": "nosuchmodel"}, "no EFP model named 'nosuchmodel'"),
@@ -51,6 +50,13 @@ def test_bad_input_is_rejected_before_anything_is_written(
     assert (rows("jobs"), rows("runs"), rows("steps"), rows("artifacts")) == (0, 0, 0, 0)
     (event,) = open_store().audit_events()
     assert event.action == "job.reject" and fragment in event.details["error"]
+
+
+def test_a_job_that_does_not_validate_touches_no_store(emoflow_home: Path, tmp_path: Path) -> None:
+    result = runner.invoke(app, ["narrate", str(job(tmp_path, tts_engine="gramophone"))])
+    assert result.exit_code == 1
+    assert "tts_engine: Input should be 'piper' or 'espeak', not 'gramophone'" in result.stderr
+    assert (rows("jobs"), rows("artifacts"), rows("audit_events")) == (0, 0, 0)
 
 
 def test_show_unknown_run_is_a_clean_error(emoflow_home: Path) -> None:

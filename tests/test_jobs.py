@@ -35,8 +35,8 @@ def test_overrides_win_over_the_file(tmp_path: Path) -> None:
 def test_options_fill_gaps_from_settings(tmp_path: Path) -> None:
     spec = parse_job({"script": "Hi.", "portrait": "skimage:astronaut", "tts_engine": "espeak"}, tmp_path)
     options = spec.options(Settings(output_dir=tmp_path / "o", fps=30))
-    assert options["tts_engine"] == "espeak" and options["renderer"] == "preview"
-    assert options["fps"] == 30 and options["output_dir"] == str((tmp_path / "o" / "narration").resolve())
+    assert options.tts_engine == "espeak" and options.renderer == "preview"
+    assert options.fps == 30 and options.output_dir == str((tmp_path / "o" / "narration").resolve())
 
 
 @pytest.mark.parametrize(

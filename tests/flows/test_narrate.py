@@ -57,7 +57,12 @@ def test_narrate_publishes_a_talking_video_and_a_rerun_computes_nothing(
     for step in document["steps"]:
         assert step["status"] == "succeeded" and not step["cache_hit"]
         assert step["engine"] and step["engine_version"] and len(step["cache_key"]) == 64
+        # what the engine identity covers: its source always, its tables where it reads any
+        assert len(step["engine_digests"]["source"]) == 64
         assert step["artifacts"] and all(len(a["sha256"]) == 64 for a in step["artifacts"])
+    covered = {s["stage"]: set(s["engine_digests"]) for s in document["steps"]}
+    assert {"table:facs.yaml", "table:visemes.yaml"} <= covered["render"]
+    assert "table:emotions.yaml" in covered["plan"] and "model:voice.onnx" in covered["speak"]
 
     # the MP4 has both streams and lasts as long as the speech
     store = open_store()

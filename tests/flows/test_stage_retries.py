@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -9,11 +10,28 @@ from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 
 from kernel.errors import EngineError, InputError
-from stores.records import NewArtifact
+from models.identity import EngineIdentity
+from stores.records import ArtifactRef, NewArtifact
 from tasks.context import open_store
-from tasks.stage import retry_transient, run_stage
+from tasks.stage import Stage, retry_transient, run_stage
 
 calls: list[str] = []
+
+
+@dataclass(frozen=True)
+class Out:
+    out: ArtifactRef
+
+
+FLAKY = Stage("plan", inputs=(), outputs=Out)
+
+
+class FlakyEngine:
+    name = "flaky"
+    version = "1"
+
+    def identity(self) -> EngineIdentity:
+        return EngineIdentity(self.name, self.version, {"source": "0" * 64})
 
 
 def start_run() -> str:
@@ -33,17 +51,16 @@ def flaky_stage(run_id: str, error: str) -> str:
             raise EngineError("engine hiccup") if error == "engine" else InputError("bad script")
         return [NewArtifact("out", "plan", "application/json", data=b"{}")]
 
-    refs = run_stage(
+    outputs = run_stage(
         open_store(),
+        FLAKY,
         run_id=run_id,
-        stage="plan",
-        engine="flaky",
-        engine_version="1",
+        engine=FlakyEngine(),
         params={"error": error},
         inputs={},
         compute=compute,
     )
-    return refs["out"].sha256
+    return outputs.out.sha256
 
 
 @flow

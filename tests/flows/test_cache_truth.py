@@ -1,0 +1,117 @@
+"""Cache keys tell the truth: an edit of a table or of engine code recomputes exactly the stages that
+depend on it, and nothing else. Each narration is a fresh `emoflow narrate` process over a copy of the
+source tree, as a user who edits `prompts/` or the code and runs again would see it."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from stores.store import ArtifactStore
+
+pytestmark = pytest.mark.slow
+ROOT = Path(__file__).resolve().parents[2]
+PACKAGES = ("kernel", "models", "stores", "tasks", "flows", "emoflow", "prompts")
+STAGES = ["plan", "speak", "align", "feel", "render", "publish"]
+
+
+class Tree:
+    """A copy of the project's packages, a job, and a way to narrate it in a new process."""
+
+    def __init__(self, root: Path, prefect_api: str) -> None:
+        self.src = root / "src"
+        for package in PACKAGES:
+            shutil.copytree(ROOT / package, self.src / package, ignore=shutil.ignore_patterns("__pycache__"))
+        self.home = root / "home"
+        self.job = root / "job.yaml"
+        job = {
+            "name": "truth",
+            "script": "Good morning. [angry 0.9] This must never happen again!",
+            "portrait": "skimage:astronaut",
+            "tts_engine": "espeak",
+            "size": 128,
+            "fps": 10,
+            "output_dir": str(root / "out"),
+        }
+        self.job.write_text(yaml.safe_dump(job))
+        self.env = os.environ | {
+            "PYTHONPATH": str(self.src),  # before the editable install: the copy is what runs
+            "EMOFLOW_HOME": str(self.home),
+            "PREFECT_API_URL": prefect_api,  # the test server: no ephemeral server per process
+        }
+        self.env.pop("EMOFLOW_DATABASE_URL", None)
+
+    def narrate(self) -> dict[str, bool]:
+        """Stage -> whether it was computed (True) or a cache hit (False)."""
+        done = subprocess.run(
+            [sys.executable, "-m", "emoflow.cli", "narrate", str(self.job)],
+            env=self.env,
+            cwd=self.src.parent,  # `python -m` puts the working directory first on sys.path
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert done.returncode == 0, done.stdout + done.stderr
+        run_id = re.search(r"run (\S+): \d+ of \d+ steps computed", done.stdout)
+        assert run_id, done.stdout
+        store = ArtifactStore(f"sqlite:///{self.home / 'emoflow.db'}", self.home / "blobs")
+        try:
+            steps = store.run(run_id.group(1)).steps
+        finally:
+            store.close()
+        assert [s.stage for s in steps] == STAGES
+        return {s.stage: not s.cache_hit for s in steps}
+
+    def edit(self, relative: str, old: str, new: str) -> None:
+        path = self.src / relative
+        text = path.read_text(encoding="utf-8")
+        assert text.count(old) == 1, f"{old!r} is not unique in {relative}"
+        path.write_text(text.replace(old, new), encoding="utf-8")
+
+
+def computed(*stages: str) -> dict[str, bool]:
+    return {stage: stage in stages for stage in STAGES}
+
+
+def test_edits_recompute_exactly_the_stages_that_read_them(prefect_api: str, tmp_path: Path) -> None:
+    tree = Tree(tmp_path, prefect_api)
+    assert tree.narrate() == computed(*STAGES)
+
+    # one number of the angry row of the FACS table: only the face changes
+    row = re.search(r"^  angry: \{[^}]*\}", (tree.src / "prompts/facs.yaml").read_text(), re.M)
+    assert row, "facs.yaml has an angry row"
+    changed = re.sub(r"(\d\.\d+)", lambda m: f"{float(m.group(1)) + 0.1:.2f}", row.group(0), count=1)
+    tree.edit("prompts/facs.yaml", row.group(0), changed)
+    assert tree.narrate() == computed("render", "publish")
+    # put it back: every step is a cache hit, and the old frames come back from the store
+    tree.edit("prompts/facs.yaml", changed, row.group(0))
+    assert tree.narrate() == computed()
+
+    # a comment anywhere in a table: nothing recomputes
+    tree.edit("prompts/emotions.yaml", "emotions:\n", "emotions:  # edited by hand\n")
+    assert tree.narrate() == computed()
+
+    # an angry prosody value: the voice changes, and everything after it
+    emotions = (tree.src / "prompts/emotions.yaml").read_text()
+    angry = emotions[emotions.index("\n  angry:") :]
+    prosody = re.search(r"prosody: \{pitch_semitones: ([-\d.]+)", angry)
+    assert prosody
+    tree.edit(
+        "prompts/emotions.yaml",
+        angry[: prosody.end()],
+        angry[: prosody.start(1)] + f"{float(prosody.group(1)) + 1.0:.1f}",
+    )
+    assert tree.narrate() == computed("speak", "align", "feel", "render", "publish")
+
+    # a one-line change in the preview renderer's code (a narrower mouth): render and publish
+    tree.edit(
+        "models/render/preview.py", "opening = float(mouth_open[i])", "opening = 0.9 * float(mouth_open[i])"
+    )
+    assert tree.narrate() == computed("render", "publish")
