@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
 import sys
 from dataclasses import asdict
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, get_args
 
 import typer
 from rich.console import Console
@@ -19,7 +20,14 @@ from emoflow.commands.store import store_app
 from emoflow.commands.web import register as register_web_commands
 from kernel.errors import EmoflowError
 from kernel.runtime import configure_environment
-from kernel.settings import get_settings
+from kernel.settings import (
+    AlignerName,
+    EfpEngineName,
+    PlannerName,
+    RendererName,
+    TtsEngineName,
+    get_settings,
+)
 
 app = typer.Typer(
     name="emoflow",
@@ -57,25 +65,44 @@ def _store() -> Any:
     return ArtifactStore.from_settings(get_settings())
 
 
+def _choices(names: Any) -> str:
+    return " or ".join(get_args(names))
+
+
 @app.command()
 def narrate(
     job_file: Annotated[Path, typer.Argument(help="YAML job file (script, description, portrait, ...).")],
     script: Annotated[str | None, typer.Option(help="Script text, overriding the job file.")] = None,
+    script_file: Annotated[
+        Path | None, typer.Option("--script-file", help="UTF-8 text file with the script.")
+    ] = None,
     description: Annotated[str | None, typer.Option(help="Emotion description.")] = None,
     portrait: Annotated[str | None, typer.Option(help="Portrait image path or skimage:astronaut.")] = None,
     output_dir: Annotated[
         Path | None, typer.Option("--output-dir", "-o", help="Where files are published.")
     ] = None,
     name: Annotated[str | None, typer.Option(help="Job name.")] = None,
-    planner: Annotated[str | None, typer.Option(help="rules or llm.")] = None,
-    tts_engine: Annotated[str | None, typer.Option(help="piper or espeak.")] = None,
-    efp_engine: Annotated[str | None, typer.Option(help="embedded or learned.")] = None,
+    submitter: Annotated[str | None, typer.Option(help="Who submits (default: your user name).")] = None,
+    planner: Annotated[str | None, typer.Option(help=_choices(PlannerName))] = None,
+    planner_model: Annotated[
+        str | None, typer.Option("--planner-model", help="Instruct LM folder for the llm planner.")
+    ] = None,
+    tts_engine: Annotated[str | None, typer.Option(help=_choices(TtsEngineName))] = None,
+    aligner: Annotated[str | None, typer.Option(help=_choices(AlignerName))] = None,
+    efp_engine: Annotated[str | None, typer.Option(help=_choices(EfpEngineName))] = None,
     efp_model: Annotated[
         str | None, typer.Option(help="Learned EFP model: a name or sha256 in the store, or a file.")
     ] = None,
-    renderer: Annotated[str | None, typer.Option(help="Renderer engine.")] = None,
+    renderer: Annotated[str | None, typer.Option(help=_choices(RendererName))] = None,
     fps: Annotated[int | None, typer.Option(help="Frames per second.")] = None,
+    size: Annotated[int | None, typer.Option(help="Output size in pixels (square).")] = None,
     seed: Annotated[int | None, typer.Option(help="Seed for blinks and head motion.")] = None,
+    head_motion: Annotated[
+        float | None, typer.Option("--head-motion", help="Head motion scale, 0 (still) to 3.")
+    ] = None,
+    face_index: Annotated[
+        int | None, typer.Option("--face-index", help="Which face to animate, largest first.")
+    ] = None,
     weights: Annotated[
         str | None, typer.Option(help="Diffusion renderer weights (directory or hub id).")
     ] = None,
@@ -87,31 +114,21 @@ def narrate(
     from emoflow.console import StageProgress
     from kernel.jobs import load_job_file
 
-    overrides = {
-        "script": script,
-        "description": description,
-        "portrait": portrait,
-        "output_dir": str(output_dir.resolve()) if output_dir else None,
-        "name": name,
-        "planner": planner,
-        "tts_engine": tts_engine,
-        "efp_engine": efp_engine,
-        "efp_model": efp_model,
-        "renderer": renderer,
-        "fps": fps,
-        "seed": seed,
-        "weights": str(Path(weights).resolve()) if weights and Path(weights).exists() else weights,
-        "steps": steps,
-        "guidance": guidance,
-        "device": device,
-    }
+    fields = dict(locals())
+    overrides = {key: fields[key] for key in NARRATE_FIELDS}
+    for key in ("output_dir", "script_file"):  # relative to where the command runs, not to the job file
+        if overrides[key] is not None:
+            overrides[key] = str(Path(overrides[key]).resolve())
+    if weights and Path(weights).exists():
+        overrides["weights"] = str(Path(weights).resolve())
     try:
         spec = load_job_file(job_file, overrides)
-        from flows.narrate import narrate_here
-        from tasks.context import open_store
-        from tasks.intake import submit_job
-        from tasks.progress import listening
+        from flows.narrate import narrate_here, open_store, submit_job
+        from kernel.progress import listening
 
+        seconds = spec.speech_seconds_estimate()
+        if seconds >= 60:
+            console.print(f"script: {len(spec.script.split())} words, about {seconds / 60:.0f} min of speech")
         job_id = submit_job(spec, get_settings(), open_store())
         console.print(f"job [bold]{spec.name}[/bold] submitted as {job_id}")
         with StageProgress(console) as display, listening(display):
@@ -128,6 +145,10 @@ def narrate(
     console.print(f"video: [bold]{result.published['video.mp4']}[/bold]")
 
 
+# the job fields `narrate` takes as options: all of JobSpec's (tests/test_job_fields.py checks it)
+NARRATE_FIELDS = tuple(name for name in inspect.signature(narrate).parameters if name != "job_file")
+
+
 @app.command()
 def submit(
     job_file: Annotated[Path, typer.Argument(help="YAML job file.")],
@@ -137,8 +158,7 @@ def submit(
 
     try:
         spec = load_job_file(job_file)
-        from tasks.context import open_store
-        from tasks.intake import submit_job
+        from flows.narrate import open_store, submit_job
 
         job_id = submit_job(spec, get_settings(), open_store(), queued=True)
     except (EmoflowError, OSError) as exc:
@@ -166,9 +186,12 @@ def batch(
     try:
         from flows.batch import drain_queue, make_task_runner, run_manifest
         from kernel.manifest import load_manifest
-        from tasks.progress import listening
+        from kernel.progress import listening
 
         rows = load_manifest(manifest) if manifest is not None else None
+        seconds = sum(row.spec.speech_seconds_estimate() for row in rows or [] if row.spec is not None)
+        if seconds >= 60:
+            console.print(f"{len(rows or [])} jobs, about {seconds / 60:.0f} min of speech in all")
         columns = (TextColumn("jobs"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
         with Progress(*columns, console=console) as progress:
             bar = progress.add_task("jobs", total=len(rows) if rows is not None else None)
@@ -221,7 +244,7 @@ def schedule(
 
 
 class _JobWatcher:
-    """Advances the batch progress bar as jobs finish (a tasks.progress listener)."""
+    """Advances the batch progress bar as jobs finish (a kernel.progress listener)."""
 
     def __init__(self, advance: Any) -> None:
         self._advance = advance
@@ -238,6 +261,8 @@ def _step_rows(record: Any) -> list[dict[str, Any]]:
             "cache_hit": s.cache_hit,
             "engine": s.engine,
             "engine_version": s.engine_version,
+            # what the cache key covers besides name and version: tables, model files, source
+            "engine_digests": dict(s.engine_digests),
             "cache_key": s.cache_key,
             "seconds": s.seconds,
             "attempts": s.attempts,
@@ -323,13 +348,14 @@ def show(
     console.print(f"run [bold]{record.id}[/bold] of job [bold]{record.job.name}[/bold]: {record.status}")
     if record.error:
         console.print(Text(record.error, style="red"))
-    table = Table("stage", "status", "engine", "cache key", "seconds", "artifacts")
+    table = Table("stage", "status", "engine", "cache key", "covers", "seconds", "artifacts")
     for step in steps:
         artifacts = "\n".join(f"{a['name']} {a['sha256'][:12]} {a['media_type']}" for a in step["artifacts"])
+        covers = "\n".join(f"{name} {digest[:8]}" for name, digest in step["engine_digests"].items())
         status = "cached" if step["cache_hit"] else step["status"]
         seconds = f"{step['seconds']:.2f}" if step["seconds"] is not None else ""
         engine = f"{step['engine']}@{step['engine_version']}"
-        table.add_row(step["stage"], status, engine, step["cache_key"][:12], seconds, artifacts)
+        table.add_row(step["stage"], status, engine, step["cache_key"][:12], covers, seconds, artifacts)
     console.print(table)
 
 

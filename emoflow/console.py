@@ -9,7 +9,7 @@ STAGES = ("plan", "speak", "align", "feel", "render", "publish")
 
 
 class StageProgress:
-    """A tasks.progress.StageListener that draws the six stages with Rich."""
+    """A kernel.progress.StageListener that draws the six stages with Rich."""
 
     def __init__(self, console: Console) -> None:
         self.progress = Progress(

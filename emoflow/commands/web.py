@@ -6,7 +6,7 @@ Register with `emoflow.commands.web.register(app)` in `emoflow/cli.py`.
 from __future__ import annotations
 
 import getpass
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
@@ -15,6 +15,9 @@ from rich.text import Text
 
 from kernel.errors import EmoflowError
 from kernel.settings import get_settings
+
+if TYPE_CHECKING:
+    from stores.store import ArtifactStore
 
 console = Console()
 errors = Console(stderr=True)
@@ -33,7 +36,7 @@ def _operator() -> str:
         return "unknown"
 
 
-def _store():  # type: ignore[no-untyped-def]  # lazy: keeps `emoflow --help` fast
+def _store() -> ArtifactStore:  # the import is lazy: it keeps `emoflow --help` fast
     from stores.store import ArtifactStore
 
     return ArtifactStore.from_settings(get_settings())

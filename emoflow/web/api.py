@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import json
+import mimetypes
 import re
-from collections.abc import Iterator
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
-from fastapi import APIRouter, File, Form, HTTPException, Query, Request, UploadFile, status
+from fastapi import APIRouter, Form, HTTPException, Query, Request, UploadFile, status
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import Response, StreamingResponse
-from pydantic import BaseModel, Field
+from fastapi.responses import FileResponse, Response
+from pydantic import BaseModel, Field, create_model
+from starlette.datastructures import MutableHeaders
+from starlette.types import Message, Receive, Scope, Send
 
 from emoflow.web import service
 from emoflow.web.auth import Reader, Writer
@@ -22,11 +25,33 @@ from emoflow.web.schemas import (
     SubmittedOut,
 )
 from kernel.errors import StoreError
+from kernel.jobs import JobSpec
 
 router = APIRouter(tags=["api"])
 SHA256 = re.compile(r"^[0-9a-f]{64}$")
-_RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
-CHUNK = 1 << 16
+# on every artifact reply: blobs are data, never a page that runs (an SVG or HTML someone stored)
+SAFETY_HEADERS = {
+    "X-Content-Type-Options": "nosniff",
+    "Content-Security-Policy": "default-src 'none'; sandbox",
+}
+# the store's media types; the system's mime.types (which differ between hosts) only fill gaps
+EXTENSIONS = {
+    "application/json": ".json",
+    "application/vnd.safetensors": ".safetensors",
+    "application/x-ndjson": ".ndjson",
+    "application/x-npz": ".npz",
+    "audio/wav": ".wav",
+    "image/bmp": ".bmp",
+    "image/jpeg": ".jpg",
+    "image/png": ".png",
+    "image/webp": ".webp",
+    "text/vtt": ".vtt",
+    "video/mp4": ".mp4",
+}
+_UNSAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
+# over HTTP there is no script_file, so the words themselves are required
+REQUIRED_FIELDS = frozenset({"script"})
+_JOB_SCHEMA = JobSpec.model_json_schema()
 
 
 class CurveEditIn(BaseModel):
@@ -43,6 +68,48 @@ class CurveEditsIn(BaseModel):
     edits: list[CurveEditIn] = Field(min_length=1, max_length=10_000)
 
 
+def _form_field(name: str) -> tuple[Any, Any]:
+    """A form field for one JobSpec field: sent as text, documented with JobSpec's own schema.
+
+    The form only carries values; JobSpec (through `service.submit`) is the one validator, so a
+    bad field gets the same 422 "invalid job: <field>: ..." as from the CLI or a job file.
+    """
+    required = name in REQUIRED_FIELDS
+    documented = {k: v for k, v in _JOB_SCHEMA["properties"][name].items() if k != "default" or not required}
+
+    def document(field_schema: dict[str, Any]) -> None:
+        # a field referring to JobSpec's $defs would dangle in the OpenAPI document: leave it text
+        if "$ref" not in json.dumps(documented):
+            field_schema.clear()
+            field_schema.update(documented)
+
+    description = JobSpec.model_fields[name].description
+    if required:
+        return str, Field(description=description, json_schema_extra=document)
+    # absent: JobSpec's default, then the server's settings
+    return str | None, Field(default=None, description=description, json_schema_extra=document)
+
+
+class _PortraitForm(BaseModel):
+    portrait: UploadFile | None = Field(default=None, description="PNG, JPEG or WebP with a face")
+    portrait_builtin: str | None = Field(
+        default=None, description="skimage:astronaut or skimage:chelsea instead of an upload"
+    )
+
+
+# Every JobSpec field a client may set, derived so a new JobSpec field reaches the form by itself.
+# mypy cannot see fields made at runtime: to it the form is the base, and the rest is read by name.
+if TYPE_CHECKING:
+    JobForm = _PortraitForm
+else:
+    JobForm = create_model(
+        "JobForm",
+        __base__=_PortraitForm,
+        __doc__="A job as a multipart form: JobSpec's fields, with the portrait as an upload.",
+        **{name: _form_field(name) for name in service.JOB_FIELDS},
+    )
+
+
 @router.post(
     "/jobs",
     status_code=status.HTTP_202_ACCEPTED,
@@ -52,44 +119,16 @@ class CurveEditsIn(BaseModel):
 async def post_job(
     request: Request,
     token: Writer,
-    script: Annotated[str, Form(description="words to speak; inline tags like [angry 0.8] allowed")],
-    description: Annotated[str, Form(description="free-form emotion description")] = "",
-    portrait: Annotated[UploadFile | None, File(description="PNG, JPEG or WebP with a face")] = None,
-    portrait_builtin: Annotated[
-        str | None, Form(description="skimage:astronaut instead of an upload")
-    ] = None,
-    name: Annotated[str | None, Form()] = None,
-    planner: Annotated[str | None, Form()] = None,
-    tts_engine: Annotated[str | None, Form(description="piper or espeak")] = None,
-    aligner: Annotated[str | None, Form()] = None,
-    efp_engine: Annotated[str | None, Form()] = None,
-    renderer: Annotated[str | None, Form()] = None,
-    fps: Annotated[int | None, Form()] = None,
-    size: Annotated[int | None, Form()] = None,
-    seed: Annotated[int | None, Form()] = None,
-    head_motion: Annotated[float | None, Form()] = None,
-    face_index: Annotated[int | None, Form()] = None,
+    form: Annotated[JobForm, Form(media_type="multipart/form-data")],
 ) -> dict[str, Any]:
     state = request.app.state
+    portrait = form.portrait
     upload = await service.read_upload(portrait, state.limits) if portrait and portrait.filename else None
-    fields = {
-        "name": name,
-        "script": script,
-        "description": description,
-        "planner": planner,
-        "tts_engine": tts_engine,
-        "aligner": aligner,
-        "efp_engine": efp_engine,
-        "renderer": renderer,
-        "fps": fps,
-        "size": size,
-        "seed": seed,
-        "head_motion": head_motion,
-        "face_index": face_index,
-    }
+    fields = {name: getattr(form, name) for name in service.JOB_FIELDS}
+    builtin = form.portrait_builtin
     # face detection and blob writes block: keep them off the event loop
     job_id = await run_in_threadpool(
-        service.submit, state.store, state.launcher, token, fields, upload, portrait_builtin, state.limits
+        service.submit, state.store, state.launcher, token, fields, upload, builtin, state.limits
     )
     return {"job_id": job_id, "status": "queued", "url": f"/jobs/{job_id}", "page": f"/ui/jobs/{job_id}"}
 
@@ -157,70 +196,89 @@ def post_curve(request: Request, run_id: str, body: CurveEditsIn, token: Writer)
     }
 
 
+@router.head("/artifacts/{sha256}", summary="An artifact's headers (size, type, ETag) without its bytes")
 @router.get(
     "/artifacts/{sha256}",
     summary="An artifact's bytes by hash; supports Range requests",
-    responses={206: {"description": "Partial content"}, 416: {"description": "Range not satisfiable"}},
+    response_class=FileResponse,
+    responses={
+        206: {"description": "Partial content (one range, or multipart/byteranges for several)"},
+        304: {"description": "Not modified: the client's copy has this hash"},
+        416: {"description": "Range not satisfiable"},
+    },
 )
-def get_artifact(request: Request, sha256: str, _token: Reader) -> Response:
+def get_artifact(
+    request: Request,
+    sha256: str,
+    _token: Reader,
+    name: Annotated[
+        str | None, Query(max_length=200, description="file name to save as; the extension follows the type")
+    ] = None,
+) -> Response:
     if not SHA256.match(sha256):
         raise HTTPException(status.HTTP_404_NOT_FOUND, "artifacts are addressed by a full lowercase sha256")
     store = request.app.state.store
     try:
         ref = store.artifact(sha256)
+    except StoreError as exc:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc)) from exc
+    headers = artifact_headers(sha256)
+    if etag_matches(request.headers.get("if-none-match"), headers["ETag"]):
+        # the client's copy is named by this hash, so it is current: no need to re-read the blob
+        return Response(status_code=status.HTTP_304_NOT_MODIFIED, headers=headers)
+    try:
         path = store.blob_path(sha256)  # verified against its hash before any byte goes out
     except StoreError as exc:
         raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc)) from exc
-    size = path.stat().st_size
-    headers = {
-        "Accept-Ranges": "bytes",
-        "ETag": f'"{sha256}"',
-        "Cache-Control": "private, max-age=31536000, immutable",  # content-addressed: never changes
-        "X-Content-Type-Options": "nosniff",
-        "Content-Security-Policy": "default-src 'none'; sandbox",
-    }
-    if request.headers.get("if-none-match") == f'"{sha256}"':
-        return Response(status_code=status.HTTP_304_NOT_MODIFIED, headers=headers)
-    first, last = 0, size - 1
-    code = status.HTTP_200_OK
-    spec = request.headers.get("range")
-    if spec and (request.headers.get("if-range") in (None, f'"{sha256}"')):
-        parsed = parse_range(spec, size)
-        if parsed is None:
-            return Response(
-                status_code=status.HTTP_416_RANGE_NOT_SATISFIABLE,
-                headers=headers | {"Content-Range": f"bytes */{size}"},
-            )
-        first, last = parsed
-        code = status.HTTP_206_PARTIAL_CONTENT
-        headers["Content-Range"] = f"bytes {first}-{last}/{size}"
-    headers["Content-Length"] = str(last - first + 1)
-    return StreamingResponse(
-        _read(path, first, last), status_code=code, media_type=ref.media_type, headers=headers
+    # Starlette does Range, If-Range (against our ETag), multi-range and HEAD
+    return ArtifactResponse(
+        path,
+        media_type=ref.media_type,
+        headers=headers,
+        filename=download_name(ref.kind, ref.media_type, name),
+        content_disposition_type="inline",  # viewable in a tab; the name is for "save as"
     )
 
 
-def parse_range(spec: str, size: int) -> tuple[int, int] | None:
-    """(first, last) byte of a single `bytes=` range, clamped to the file; None if unsatisfiable.
-    Multiple ranges are not supported and are answered with the whole first-to-last span."""
-    ranges = spec.replace(" ", "").split(",")
-    spans = [_RANGE.match(r) for r in ranges]
-    if not all(spans) or size == 0:
-        return None
-    bounds = []
-    for match in spans:
-        assert match is not None
-        start, end = match.groups()
-        if start == "" and end == "":
-            return None
-        if start == "":  # suffix: the last N bytes
-            first, last = max(0, size - int(end)), size - 1
-        else:
-            first, last = int(start), min(size - 1, int(end)) if end else size - 1
-        if first > last or first >= size:
-            return None
-        bounds.append((first, last))
-    return min(b[0] for b in bounds), max(b[1] for b in bounds)
+def artifact_headers(sha256: str) -> dict[str, str]:
+    return {
+        "ETag": f'"{sha256}"',  # strong: the bytes are the hash's
+        "Cache-Control": "private, max-age=31536000, immutable",  # content-addressed: never changes
+    } | SAFETY_HEADERS
+
+
+def etag_matches(header: str | None, etag: str) -> bool:
+    """If-None-Match uses the weak comparison: `W/` is ignored, `*` matches any existing artifact."""
+    tags = [tag.strip().removeprefix("W/") for tag in (header or "").split(",")]
+    return "*" in tags or etag in tags
+
+
+def download_name(kind: str, media_type: str, requested: str | None = None) -> str:
+    """`requested` (or the artifact's kind) reduced to [A-Za-z0-9._-], so it can never carry quotes,
+    separators or line breaks into the header, and ending in the extension of the media type."""
+    suffix = extension(media_type)
+    stem = _UNSAFE_NAME.sub("_", requested or kind).strip("._")[:100] or "artifact"
+    return stem if stem.lower().endswith(suffix) else stem + suffix
+
+
+def extension(media_type: str) -> str:
+    base = media_type.split(";")[0].strip().lower()
+    guessed = EXTENSIONS.get(base) or mimetypes.guess_extension(base, strict=False) or ""
+    return guessed if re.fullmatch(r"\.[a-z0-9]{1,12}", guessed) else ".bin"
+
+
+class ArtifactResponse(FileResponse):
+    """FileResponse whose own replies (416, or 400 for a malformed Range) keep the safety headers."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        async def send_safely(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = MutableHeaders(scope=message)
+                for key, value in SAFETY_HEADERS.items():
+                    headers.setdefault(key, value)
+            await send(message)
+
+        await super().__call__(scope, receive, send_safely)
 
 
 def filter_runs(runs: list[Any], status_: str | None, q: str | None) -> list[Any]:
@@ -231,12 +289,3 @@ def filter_runs(runs: list[Any], status_: str | None, q: str | None) -> list[Any
         if (not status_ or r.status == status_)
         and (not needle or any(needle in v.lower() for v in (r.job.name, r.job.submitter, r.id, r.job.id)))
     ]
-
-
-def _read(path: Any, first: int, last: int) -> Iterator[bytes]:
-    with path.open("rb") as handle:
-        handle.seek(first)
-        left = last - first + 1
-        while left > 0 and (chunk := handle.read(min(CHUNK, left))):
-            left -= len(chunk)
-            yield chunk

@@ -21,7 +21,7 @@ from stores.store import ArtifactStore
 def create_app(store: ArtifactStore | None = None, limits: Limits | None = None, workers: int = 2) -> FastAPI:
     """`store` defaults to the one the settings name (the same the tasks open)."""
     configure_environment()
-    from tasks.context import open_store  # after the environment: it imports Prefect
+    from flows.narrate import open_store  # after the environment: it imports Prefect
 
     limits = limits or Limits()
     launcher = Launcher(workers)

@@ -1,13 +1,19 @@
-"""What the web layer accepts. Module constants are the defaults; `create_app` takes overrides."""
+"""What the web layer accepts. Module constants are the defaults; `create_app` takes overrides.
+
+Script length and portrait pixels are the job limits of kernel/jobs.py, the same for the CLI and
+batch manifests; only the upload and request sizes are the web's own.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from kernel.jobs import MAX_DESCRIPTION_CHARS, MAX_PORTRAIT_PIXELS, MAX_SCRIPT_CHARS
+
 MAX_UPLOAD_BYTES = 10 * 1024 * 1024  # one portrait
-MAX_REQUEST_BYTES = MAX_UPLOAD_BYTES + 256 * 1024  # the portrait plus script, description, options
-MAX_PIXELS = 40_000_000  # decoded size; bigger photos gain nothing at render sizes <= 2048
-MAX_SCRIPT_CHARS = 20_000
+# the portrait plus script and description (up to 4 bytes a character in UTF-8) and the options
+MAX_REQUEST_BYTES = MAX_UPLOAD_BYTES + 4 * (MAX_SCRIPT_CHARS + MAX_DESCRIPTION_CHARS) + 64 * 1024
+MAX_PIXELS = MAX_PORTRAIT_PIXELS
 IMAGE_FORMATS = {"PNG": ".png", "JPEG": ".jpg", "WEBP": ".webp"}  # sniffed format -> file suffix
 
 

@@ -6,22 +6,26 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from fastapi import APIRouter, Form, HTTPException, Request, UploadFile, status
+from fastapi import APIRouter, Form, HTTPException, Request, status
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
+from starlette.datastructures import UploadFile
 
 from emoflow.web import service, views
 from emoflow.web.api import filter_runs
 from emoflow.web.auth import COOKIE
 from flows.rerender import emotion_colors
 from kernel.errors import InputError
+from kernel.jobs import JobSpec
 from stores.records import RunRecord
 from stores.tokens import TokenRecord, verify_token
 
 router = APIRouter(prefix="/ui", include_in_schema=False)
 templates = Jinja2Templates(directory=Path(__file__).parent / "templates")
 STATUSES = ("running", "succeeded", "failed")
+# fields submit.html lays out by hand; every other job field goes under "More options"
+LAID_OUT = ("name", "script", "description", "tts_engine", "size", "fps", "seed", "head_motion")
 
 
 def page_user(request: Request, write: bool = False) -> TokenRecord:
@@ -115,7 +119,7 @@ def job_page(request: Request, job_id: str) -> HTMLResponse:
 
 @router.get("/submit")
 def submit_form(request: Request) -> HTMLResponse:
-    return render(request, "submit.html", user=page_user(request), form={})
+    return render(request, "submit.html", user=page_user(request), form={}, more=_more_fields())
 
 
 @router.post("/submit")
@@ -123,14 +127,13 @@ async def submit_page(request: Request) -> Response:
     user = page_user(request, write=True)
     state = request.app.state
     form = await request.form()
-    fields = {
-        k: str(form.get(k, "")).strip() for k in ("name", "script", "description", *service.OPTION_FIELDS)
-    }
+    fields = {k: str(form.get(k, "")).strip() for k in service.JOB_FIELDS}
     fields["script"] = str(form.get("script", ""))
     upload = form.get("portrait")
     builtin = str(form.get("portrait_builtin") or "") or None
     try:
         portrait = None
+        # request.form() gives Starlette's UploadFile; FastAPI's is a subclass, so test the base
         if isinstance(upload, UploadFile) and upload.filename:
             portrait = await service.read_upload(upload, state.limits)
             builtin = None  # an upload wins over the default choice
@@ -140,7 +143,8 @@ async def submit_page(request: Request) -> Response:
     except (InputError, HTTPException) as exc:
         message = str(exc.detail) if isinstance(exc, HTTPException) else str(exc)
         code = exc.status_code if isinstance(exc, HTTPException) else 422
-        return render(request, "submit.html", code, user=user, form=fields, error=message)
+        context = {"form": fields, "error": message, "more": _more_fields()}
+        return render(request, "submit.html", code, user=user, **context)
     return RedirectResponse(f"/ui/jobs/{job_id}", status.HTTP_303_SEE_OTHER)
 
 
@@ -226,6 +230,16 @@ def _run_context(store: Any, run: RunRecord) -> dict[str, Any]:
         "timeline": views.timeline(run),
         "media": media,
     }
+
+
+def _more_fields() -> list[dict[str, str]]:
+    """The job fields submit.html does not lay out itself, with JobSpec's description as a hint."""
+    specs = JobSpec.model_fields
+    return [
+        {"name": n, "label": n.replace("_", " "), "hint": specs[n].description or ""}
+        for n in service.JOB_FIELDS
+        if n not in LAID_OUT
+    ]
 
 
 def _prefect_ui(flow_run_id: str | None) -> str | None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 
 class ArtifactOut(BaseModel):
@@ -52,6 +52,8 @@ class StepOut(BaseModel):
     engine_version: str
     params: dict[str, Any]
     cache_key: str
+    # what the cache key covers besides inputs and params (source, tables, models, packages) -> sha256
+    engine_digests: dict[str, str] = Field(default_factory=dict)
     status: str
     cache_hit: bool
     attempts: int

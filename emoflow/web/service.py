@@ -1,7 +1,8 @@
 """What the API and the pages both do: submit, edit, and turn store records into plain documents.
 
-Validation lives in `tasks.intake.submit_job` and `flows.rerender`; this module only adds what is
-web-specific (upload limits, sniffing) and never touches blob paths on behalf of a URL.
+Validation lives in `submit_job` (re-exported by `flows.narrate`: the shell calls flows, never
+tasks) and `flows.rerender`; this module only adds what is web-specific (upload limits, sniffing)
+and never touches blob paths on behalf of a URL.
 """
 
 from __future__ import annotations
@@ -14,34 +15,26 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from fastapi import HTTPException, UploadFile, status
+from fastapi import HTTPException, status
 from PIL import Image
+from starlette.datastructures import UploadFile  # what request.form() gives; FastAPI's subclasses it
 
 from emoflow.web.launcher import Launcher
 from emoflow.web.limits import IMAGE_FORMATS, Limits
-from flows.narrate import narrate
+from flows.narrate import narrate, submit_job
 from flows.rerender import commit_edited_curve, rerender, run_curve
 from kernel.errors import InputError, StoreError
-from kernel.jobs import BUILTIN_PORTRAIT_PREFIX, parse_job
+from kernel.jobs import BUILTIN_PORTRAIT_PREFIX, JobSpec, parse_job
 from kernel.settings import get_settings
 from stores.records import ArtifactRef, JobRecord, RunRecord
 from stores.store import ArtifactStore
 from stores.tokens import TokenRecord
-from tasks.intake import submit_job
 
 CHUNK = 1 << 16
-OPTION_FIELDS = (
-    "planner",
-    "tts_engine",
-    "aligner",
-    "efp_engine",
-    "renderer",
-    "fps",
-    "size",
-    "seed",
-    "head_motion",
-    "face_index",
-)
+# JobSpec fields a client never sets: the file system is the server's, the submitter is the token's
+SERVER_SIDE_FIELDS = frozenset({"script_file", "output_dir", "submitter"})
+# what the API form and the submission page accept; `portrait` arrives as an upload or a built-in name
+JOB_FIELDS = tuple(n for n in JobSpec.model_fields if n not in SERVER_SIDE_FIELDS and n != "portrait")
 
 
 @dataclass(frozen=True)
@@ -103,7 +96,8 @@ def submit(
         raise InputError(f"script is longer than {limits.max_script_chars} characters")
     if (portrait is None) == (not builtin):
         raise InputError("give exactly one of a portrait upload or portrait_builtin (skimage:astronaut)")
-    data = {k: v for k, v in fields.items() if v is not None and v != ""}
+    # only client fields, whatever a caller passes: output_dir or script_file would reach server paths
+    data = {k: v for k, v in fields.items() if k in JOB_FIELDS and v is not None and v != ""}
     data["submitter"] = token.name  # the actor is the token, whatever the form says
     with tempfile.TemporaryDirectory(prefix="emoflow-upload-") as folder:
         if portrait is not None:
@@ -216,6 +210,7 @@ def run_doc(run: RunRecord) -> dict[str, Any]:
                 "engine_version": s.engine_version,
                 "params": s.params,
                 "cache_key": s.cache_key,
+                "engine_digests": dict(s.engine_digests),
                 "status": s.status,
                 "cache_hit": s.cache_hit,
                 "attempts": s.attempts,

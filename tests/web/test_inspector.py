@@ -13,7 +13,6 @@ from PIL import Image
 from typer import Typer
 from typer.testing import CliRunner
 
-from emoflow.web.api import parse_range
 from emoflow.web.app import create_app
 from emoflow.web.auth import COOKIE
 from emoflow.web.limits import Limits
@@ -91,21 +90,17 @@ def test_artifacts_stream_by_hash_with_ranges(inspector: Inspector, narrated: di
     seek = client.get(video["url"], headers=headers | {"Range": "bytes=1000-"})
     assert seek.status_code == 206 and len(seek.content) == video["size"] - 1000
     assert seek.headers["content-type"] == "video/mp4"
+    assert seek.headers["content-disposition"] == 'inline; filename="video.mp4"'
+    head = client.head(video["url"], headers=headers)
+    assert (
+        head.status_code == 200
+        and head.content == b""
+        and int(head.headers["content-length"]) == video["size"]
+    )
 
     assert client.get("/artifacts/" + "0" * 64, headers=headers).status_code == 404
     assert client.get("/artifacts/..%2F..%2Fetc%2Fpasswd", headers=headers).status_code == 404
     assert client.get(speech["url"]).status_code == 401
-
-
-def test_parse_range() -> None:
-    assert parse_range("bytes=0-0", 10) == (0, 0)
-    assert parse_range("bytes=5-", 10) == (5, 9)
-    assert parse_range("bytes=8-100", 10) == (8, 9)
-    assert parse_range("bytes=-3", 10) == (7, 9)
-    assert parse_range("bytes=5-2", 10) is None
-    assert parse_range("bytes=10-", 10) is None
-    assert parse_range("items=0-1", 10) is None
-    assert parse_range("bytes=-", 10) is None
 
 
 def test_tokens_gate_reads_and_writes(inspector: Inspector, narrated: dict[str, Any]) -> None:
