@@ -28,6 +28,8 @@ test: install
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+	$(BIN)/python -m pytest -q -p no:cacheprovider tests/architecture  # the import contracts
 
 bench: install
 	$(BIN)/python bench/run_bench.py

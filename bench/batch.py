@@ -334,9 +334,9 @@ def worker(spec: dict[str, Any]) -> int:
     configure_environment()
     from flows.batch import drain_queue, make_task_runner, run_manifest
     from kernel.manifest import load_manifest
+    from kernel.progress import listening
     from kernel.settings import get_settings
     from kernel.threads import threads_per_worker
-    from tasks.progress import listening
 
     if "manifest" in spec:  # the re-run of a finished batch
         started = time.perf_counter()

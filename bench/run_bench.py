@@ -36,7 +36,7 @@ LONG_SCRIPT = (
 
 
 class StageTimer:
-    """A tasks.progress listener that records engine seconds per stage."""
+    """A kernel.progress listener that records engine seconds per stage."""
 
     def __init__(self) -> None:
         self.seconds: dict[str, float] = {}
@@ -55,10 +55,10 @@ class StageTimer:
 
 def narrate_timed(spec: Any) -> dict[str, Any]:
     from flows.narrate import narrate_here
+    from kernel.progress import listening
     from kernel.settings import get_settings
     from tasks.context import open_store
     from tasks.intake import submit_job
-    from tasks.progress import listening
 
     timer = StageTimer()
     started = time.perf_counter()
