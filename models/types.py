@@ -37,11 +37,29 @@ class PlanSegment:
     text: str
 
 
+@dataclass(frozen=True)
+class PlanReading:
+    """How the planner understood one part of the description, so a user can check it.
+
+    e.g. phrase "creepy for the storm part", label "fear", intensity 0.6,
+    how 'lexicon "creepy"' or '"eerie" by similarity 0.71 (confidence 0.64)',
+    where 'sentences 2-3, matched "the storm part" (similarity 0.58)', words 18.
+    """
+
+    phrase: str  # the description part, as written
+    label: str  # the emotion it was read as
+    intensity: float
+    how: str  # how the emotion was read
+    where: str  # which words it asks for, in words a user can check
+    words: int = 0  # how many words it holds in the final plan (0: overridden or placed nowhere)
+
+
 @dataclass
 class EmotionPlan:
     script: str  # the script with inline tags removed, as it will be spoken
     words: list[PlannedWord]
     warnings: list[str] = field(default_factory=list)
+    readings: list[PlanReading] = field(default_factory=list)
 
     def segments(self) -> list[PlanSegment]:
         segments: list[PlanSegment] = []
@@ -66,7 +84,12 @@ class EmotionPlan:
         return segments
 
     def to_dict(self) -> dict[str, Any]:
-        return {"script": self.script, "words": [asdict(w) for w in self.words], "warnings": self.warnings}
+        return {
+            "script": self.script,
+            "words": [asdict(w) for w in self.words],
+            "warnings": self.warnings,
+            "readings": [asdict(r) for r in self.readings],
+        }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> EmotionPlan:
@@ -74,6 +97,7 @@ class EmotionPlan:
             script=data["script"],
             words=[PlannedWord(**w) for w in data["words"]],
             warnings=list(data.get("warnings", [])),
+            readings=[PlanReading(**r) for r in data.get("readings", [])],
         )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from pathlib import Path
 
 from kernel.jobs import JobOptions
@@ -21,7 +22,16 @@ def plan_emotions(run_id: str, script: ArtifactRef, description: ArtifactRef, op
 
     def compute(_workdir: Path, _progress: ProgressFn) -> list[NewArtifact]:
         plan = planner.plan(read_text(store, script), read_text(store, description))
-        return [json_artifact("plan", "plan", plan.to_dict(), words=len(plan.words), warnings=plan.warnings)]
+        return [
+            json_artifact(
+                "plan",
+                "plan",
+                plan.to_dict(),
+                words=len(plan.words),
+                warnings=plan.warnings,
+                readings=[asdict(r) for r in plan.readings],
+            )
+        ]
 
     return run_stage(
         store,

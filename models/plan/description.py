@@ -21,9 +21,11 @@ from __future__ import annotations
 
 import difflib
 import re
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Protocol
 
-from models.plan.phrases import NEGATIONS, Phrase, read_phrase
+from models.plan.phrases import NEGATIONS, Phrase, lookup_emotion, read_phrase
 from models.plan.placement import (
     END,
     FALLING,
@@ -34,20 +36,42 @@ from models.plan.placement import (
     SENTENCE,
     START,
     WORD,
-    Cue,
+    Extent,
     Instruction,
+    Locate,
+    Placed,
     Span,
     place,
 )
+from models.plan.references import (
+    PLACEHOLDER_RE,
+    QUOTE,
+    SPAN,
+    WHOLE_RE,
+    Stash,
+    attributed,
+    join_following,
+    read_extent,
+    set_aside_contents,
+    set_aside_for_the,
+)
+from models.types import PlanReading
 from models.vocabulary import Vocabulary
+
+if TYPE_CHECKING:
+    from models.plan.lexicon import ToneLexicon
 
 # Longest phrases first so "at the very end" is removed before "end".
 _POSITION_PATTERNS: list[tuple[str, str]] = [
     (START, r"at the very (?:start|beginning)|at the (?:start|beginning|outset)|in the beginning"),
     (START, r"at first|to (?:begin|start) with|initially|first|starts?(?: (?:out|off))?|begins?|beginning"),
+    (START, r"(?:the |an )?(?:opening|opener|intro|introduction)|open(?:s|ing)? with|lead(?:s|ing)? with"),
     (MIDDLE, r"in the middle|midway(?: through)?|halfway(?: through)?|middle"),
     (END, r"at the very end|(?:at|by|towards?|near) the end|in the end|at last|finally|lastly|eventually"),
-    (END, r"ends?(?: up)?|ending|end"),
+    (
+        END,
+        r"ends?(?: up)?|ending|end|(?:the |a )?(?:close|closing|outro|sign-off|sign off)|finish(?:es|ing)?",
+    ),
     (NEXT, r"then|later(?: on)?|afterwards?|after that|next|soon after"),
 ]
 _POSITION_RES = [(kind, re.compile(rf"\b(?:{pattern})\b")) for kind, pattern in _POSITION_PATTERNS]
@@ -75,7 +99,7 @@ _SPAN_RE = re.compile(
     rf")\b"
 )
 _REPEAT_RE = re.compile(r"\b(\w+)\s+and\s+\1\b", re.IGNORECASE)
-_SPAN_AND_RE = re.compile(rf"\b({_ORD})\s+and\s+((?:{_ORD})\s+(?:{_UNIT}))\b", re.IGNORECASE)
+_SPAN_AND_RE = re.compile(rf"\b({_ORD})\s+and\s+(({_ORD})\s+({_UNIT}))\b", re.IGNORECASE)
 
 # Ramps. Falling phrases are removed from the text first so "calming"/"calmer" do not read as neutral.
 _FALLING_RE = re.compile(
@@ -100,10 +124,14 @@ _CLAUSE_SPLIT_RE = re.compile(
 )
 _CONJUNCTION_RE = re.compile(r"\b(?:and|but|yet|while|whereas)\b")
 
+_BASE_RE = re.compile(r"\b(?:otherwise|everywhere else|elsewhere|the rest of the time|for everything else)\b")
+
 # Quoted anchors; a single quote only counts when it is not an apostrophe inside a word.
 _QUOTE_RE = re.compile(r"\"([^\"]*)\"|“([^”]*)”|(?<!\w)'(.*?)'(?!\w)|‘(.*?)’(?!\w)")
 _PLACEHOLDER_RE = re.compile(r"\x01(\d+)\x01")
-_TOKEN_RE = re.compile(r"[+-]?(?:\d+(?:\.\d+)?|\.\d+)%?|\x01\d+\x01|[^\W_]+(?:['’\-][^\W_]+)*")
+_TOKEN_RE = re.compile(
+    r"[+-]?(?:\d+(?:\.\d+)?|\.\d+)%?|[\x01\x02\x03]\d+[\x01\x02\x03]|[^\W_]+(?:['’\-][^\W_]+)*"
+)
 
 # Words that carry no emotion information but are normal in a description.
 _FILLER_WORDS = """a an the at on in of to for as by with about from into over during around throughout
@@ -116,7 +144,13 @@ _FILLER_WORDS = """a an the at on in of to for as by with about from into over d
     reads read reading delivers deliver delivered when where while word words phrase line lines
     sentence sentences script text speech narration more less increasingly gradually slowly suddenly
     like up down out off away very bit little quite rather almost just still even then now until till
-    throughout until toward towards whole rest remainder again each every"""
+    throughout until toward towards whole rest remainder again each every
+    okay ok so hey keep keeps want wants wanted like go switch switches drop drops lead leads let lets make
+    makes should can could would need needs please sense kind sort actually also here one us it's that's
+    i'd we're we'd you're they're let's bring bounce back otherwise teaching normal energy vibe register
+    land lands hit hits come comes some any much enough thing things moment section stuff side note act
+    except plus stress stressing emphasise emphasize emphasis highlight punch pitch play plays keeping
+    making going sounding reading definitely bring brings maybe perhaps slightly"""
 _FILLER = frozenset(_FILLER_WORDS.split())
 
 
@@ -127,6 +161,49 @@ class _Clause:
     unclear: bool = False  # it had words that were neither emotions, positions nor filler
     explicit: bool = False  # an intensity word or number was given
     manner_only: bool = False  # the emotion came from a delivery word ("whispering"), not an emotion word
+    candidates: list[str] = field(default_factory=list)  # unknown words MiniLM may read as an emotion
+    extent_only: bool = False  # nothing but an extent ("and stays that way")
+    relative: bool = False  # "which is upbeat": about the place the previous part named last
+    more_spans: list[Span] = field(default_factory=list)  # the other spans of "first and last sentences"
+    attributed: bool = False  # it named someone else's feeling ("the customer is furious")
+    bare_and: bool = False  # joined by a plain "and", no comma: "bright and upbeat for the news"
+
+
+@dataclass
+class Understanding:
+    """What the rule reader made of a description, before it is placed on words."""
+
+    instructions: list[Instruction]
+    warnings: list[str]
+    notes: list[PlanReading]  # parts that place nothing on purpose: negated or someone else's feeling
+
+
+class Guess(Protocol):
+    """A MiniLM guess for a word neither the vocabulary nor the tone lexicon knows."""
+
+    @property
+    def word(self) -> str: ...
+    @property
+    def label(self) -> str: ...
+    @property
+    def intensity(self) -> float: ...
+    @property
+    def similarity(self) -> float: ...
+    @property
+    def nearest(self) -> str: ...
+    @property
+    def confidence(self) -> float: ...
+
+
+# all unknown words of a description -> one guess (or None) each, in one batched call
+Guesser = Callable[[list[str]], Sequence["Guess | None"]]
+
+# named beside a calm word ("calm and sleepy"), a weaker emotion than this is read as colour, not feeling
+WEAK_BESIDE_NEUTRAL = 0.45
+
+# a guess is used when at least this sure, and marked as a guess in the warnings below CONFIDENT
+GUESS_ACCEPT = 0.5
+GUESS_CONFIDENT = 0.8
 
 
 def interpret(
@@ -134,29 +211,43 @@ def interpret(
     words: list[str],
     sentence_of: list[int],
     vocab: Vocabulary,
-) -> tuple[list[Cue | None], list[str]]:
-    """Per-word cues (None where the description says nothing) and warnings for what was not understood."""
-    instructions, warnings = read_description(description, vocab)
-    cues, placement_warnings = place(instructions, words, sentence_of)
-    return cues, warnings + placement_warnings
+    lexicon: ToneLexicon | None = None,
+    guess: Guesser | None = None,
+    locate: Locate | None = None,
+    clause_of: list[int] | None = None,
+) -> Placed:
+    """Per-word cues (None where the description says nothing), warnings, and how each part was read."""
+    understood = read_description(description, vocab, lexicon, guess)
+    placed = place(understood.instructions, words, sentence_of, locate, understood.notes, clause_of)
+    placed.warnings[:0] = understood.warnings
+    return placed
 
 
-def read_description(description: str, vocab: Vocabulary) -> tuple[list[Instruction], list[str]]:
+def read_description(
+    description: str,
+    vocab: Vocabulary,
+    lexicon: ToneLexicon | None = None,
+    guess: Guesser | None = None,
+) -> Understanding:
     """The description's instructions, in the order written, and warnings about what was not understood."""
     warnings: list[str] = []
+    notes: list[PlanReading] = []
     text = " ".join(description.split())
     if not text:
-        return [], warnings
+        return Understanding([], warnings, notes)
 
-    quotes: list[str] = []
+    stash = Stash(quotes=[], contents=[], spans=[])
 
     def _stash(match: re.Match[str]) -> str:
-        quotes.append(next(g for g in match.groups() if g is not None))
-        return f" \x01{len(quotes) - 1}\x01 "
+        stash.quotes.append(next(g for g in match.groups() if g is not None))
+        return f" {QUOTE}{len(stash.quotes) - 1}{QUOTE} "
 
     stashed = _QUOTE_RE.sub(_stash, text)
+    if lexicon is not None:
+        stashed = lexicon.join_phrases(stashed)  # "fed up" -> "fed-up", one token
+    stashed = join_following(set_aside_contents(stashed, stash), stash)
     # "second and third sentences" is one span, "more and more" and "angrier and angrier" one ramp
-    stashed = _SPAN_AND_RE.sub(r"\1 to \2", stashed)
+    stashed = _SPAN_AND_RE.sub(_span_and, stashed)
     stashed = _REPEAT_RE.sub(_one_ramp, stashed)
     pieces = _CLAUSE_SPLIT_RE.split(stashed)
 
@@ -167,28 +258,193 @@ def read_description(description: str, vocab: Vocabulary) -> tuple[list[Instruct
         if k % 2:  # a separator
             separator += piece
             continue
-        clause = _read_clause(piece.strip(), quotes, vocab, warnings)
+        clause = _read_clause(piece.strip(), stash, vocab, lexicon, warnings, notes)
         if clause is None:
             continue
         clause.joined = bool(_CONJUNCTION_RE.search(separator))
+        clause.bare_and = separator.strip().lower() == "and"
         separator = ""
         ins = clause.instruction
-        placed_only = (ins.position or ins.span) and not ins.anchors and not ins.ramp and not clause.unclear
-        if ins.label is None and placed_only:
-            dangling = clause
+        if ins.label is None and clause.extent_only and clauses and clauses[-1].instruction.label is not None:
+            _extend(clauses[-1].instruction, ins)  # "..., and stays that way"
             continue
-        if dangling is not None and ins.position is None and ins.span is None:
-            ins.position, ins.span = dangling.instruction.position, dangling.instruction.span
+        placed_only = (ins.position or ins.region) and not ins.anchors and not ins.ramp
+        if ins.label is None and placed_only:
+            if clause.candidates:
+                warnings.append(f'did not understand {clause.candidates} in description part "{ins.text}"')
+            dangling = (
+                clause  # "From the bit about the course, switch to upbeat": the place is the next part's
+            )
+            continue
+        if dangling is not None and ins.position is None and not ins.region:
+            _take_place(ins, dangling.instruction)
+        elif clause.relative and not ins.region and clauses:
+            _take_place(
+                ins, clauses[-1].instruction, stop_only=True
+            )  # "until the final sentence, which is upbeat"
         dangling = None
         clauses.append(clause)
+        for span in clause.more_spans:  # "calm for the first and last sentences"
+            clauses.append(_Clause(replace(ins, span=span, anchors=list(ins.anchors))))
     if dangling is not None:
         warnings.append(f'no emotion follows "{dangling.instruction.text}" in the description; ignored')
 
+    _guess_unknown(clauses, vocab, guess, warnings)
+    clauses = _share_backward(_share_forward(clauses, vocab, warnings), vocab, warnings)
     _inherit(clauses, warnings)
     clauses = _merge_mixed(clauses, vocab, warnings)
-    return [
+    instructions = [
         c.instruction for c in clauses if c.instruction.label is not None or c.instruction.anchors
-    ], warnings
+    ]
+    return Understanding(instructions, warnings, notes)
+
+
+def _share_forward(clauses: list[_Clause], vocab: Vocabulary, warnings: list[str]) -> list[_Clause]:
+    """ "bright and upbeat for the marathon news": an unplaced emotion joined by a plain "and" to a placed
+    one is read at the same place, as one part."""
+    kept: list[_Clause] = []
+    for clause in clauses:
+        ins = clause.instruction
+        last = kept[-1].instruction if kept else None
+        placed = ins.region or ins.anchors or ins.position not in (None, NEXT)
+        if (
+            last is not None
+            and clause.bare_and
+            and placed
+            and ins.label is not None
+            and last.label is not None
+            and not last.region
+            and not last.anchors
+            and last.position in (None, NEXT)
+            and last.ramp is None
+        ):
+            named = [(last.label, last.intensity, last.text), (ins.label, ins.intensity, ins.text)]
+            if last.label == ins.label:
+                ins.intensity = max(ins.intensity, last.intensity)
+            else:
+                ins.label, ins.intensity = _choose(named, vocab, f"{last.text} and {ins.text}", warnings)
+            ins.text = f"{last.text} and {ins.text}"
+            ins.how = "; ".join(h for h in (last.how, ins.how) if h)
+            if last.position == NEXT and ins.position is None:
+                ins.position = NEXT
+            kept[-1] = clause
+            continue
+        kept.append(clause)
+    return kept
+
+
+def _share_backward(clauses: list[_Clause], vocab: Vocabulary, warnings: list[str]) -> list[_Clause]:
+    """ "keep the opening two sentences soft and sorrowful": a plain emotion joined by a plain "and" to a
+    placed one is read at the same place, as one part."""
+    kept: list[_Clause] = []
+    for clause in clauses:
+        ins = clause.instruction
+        last = kept[-1].instruction if kept else None
+        if (
+            last is not None
+            and clause.bare_and
+            and _is_plain(ins)
+            and ins.position is None
+            and last.label is not None
+            and (last.region or last.position not in (None, NEXT))
+            and not last.anchors
+            and last.ramp is None
+        ):
+            named = [(last.label, last.intensity, last.text), (ins.label or "", ins.intensity, ins.text)]
+            if last.label == ins.label:
+                last.intensity = max(ins.intensity, last.intensity)
+            else:
+                last.label, last.intensity = _choose(named, vocab, f"{last.text} and {ins.text}", warnings)
+                last.how = "; ".join(h for h in (last.how, ins.how) if h)
+            last.text = f"{last.text} and {ins.text}"
+            continue
+        kept.append(clause)
+    return kept
+
+
+def _extend(target: Instruction, extent_part: Instruction) -> None:
+    """An extent said on its own ("and stays that way") stretches the part before it."""
+    assert extent_part.extent is not None
+    if target.extent is None:
+        target.extent = Extent()
+    target.extent.to_end = target.extent.to_end or extent_part.extent.to_end
+    if extent_part.extent.stop is not None:
+        target.extent.stop = extent_part.extent.stop
+        target.extent.stop_inclusive = extent_part.extent.stop_inclusive
+    target.text = f"{target.text}, {extent_part.text}"
+
+
+def _take_place(ins: Instruction, source: Instruction, stop_only: bool = False) -> None:
+    """A part with no place of its own takes one from a neighbour."""
+    if stop_only:
+        stop = source.extent.stop if source.extent is not None else None
+        if stop is not None and stop.span is not None:
+            ins.span = stop.span
+        elif stop is not None and stop.content is not None:
+            ins.content = stop.content
+        elif stop is None and source.span is not None:
+            ins.span = source.span
+        return
+    ins.position, ins.span, ins.content = source.position, source.span, source.content
+    ins.extent = source.extent
+
+
+def _guess_unknown(
+    clauses: list[_Clause], vocab: Vocabulary, guess: Guesser | None, warnings: list[str]
+) -> None:
+    """Parts that name no known emotion but have unknown words: MiniLM's nearest emotion, all in one call."""
+    asking = [c for c in clauses if c.instruction.label is None and c.candidates]
+    if not asking:
+        return
+    if guess is None:
+        for clause in asking:
+            _warn_unknown(clause, vocab, warnings)
+        return
+    words = list(dict.fromkeys(w for c in asking for w in c.candidates))
+    guesses = dict(zip(words, guess(words), strict=True))
+    for clause in asking:
+        ins = clause.instruction
+        found = [g for w in clause.candidates if (g := guesses[w]) is not None]
+        best = max(found, key=lambda g: g.confidence, default=None)
+        if best is None or best.confidence < GUESS_ACCEPT:
+            _warn_unknown(clause, vocab, warnings, best)
+            continue
+        ins.label = best.label
+        ins.intensity = 0.0 if best.label == vocab.neutral else float(best.intensity)
+        ins.how = (
+            f'"{best.word}" by similarity {best.similarity:.2f} to "{best.nearest}" '
+            f"(confidence {best.confidence:.2f})"
+        )
+        clause.unclear = False
+        if best.confidence < GUESS_CONFIDENT:
+            warnings.append(
+                f'read "{best.word}" in description part "{ins.text}" as {best.label} '
+                f'{ins.intensity:g}, a guess by similarity to "{best.nearest}" '
+                f"(confidence {best.confidence:.2f}); name the emotion to be sure"
+            )
+
+
+def _warn_unknown(clause: _Clause, vocab: Vocabulary, warnings: list[str], best: Guess | None = None) -> None:
+    ins = clause.instruction
+    if ins.anchors:
+        return  # anchors without an emotion are reported when placed
+    nearest = ""
+    if best is not None:
+        nearest = (
+            f'; nearest guess "{best.word}" -> {best.label} (confidence {best.confidence:.2f}, too unsure)'
+        )
+    warnings.append(
+        f'no known emotion in description part "{ins.text}"; ignored{nearest} '
+        f"(valid emotions: {', '.join(vocab.labels)})"
+    )
+
+
+def _span_and(match: re.Match[str]) -> str:
+    """ "second and third sentences" is one run; "first and last sentences" is two spans of one part."""
+    a, b = (_ORDINALS[match.group(k).lower()] for k in (1, 3))
+    if b == a + 1:
+        return f"{match.group(1)} to {match.group(2)}"
+    return f"{match.group(1)} {match.group(4)} plus {match.group(2)}"
 
 
 def _one_ramp(match: re.Match[str]) -> str:
@@ -252,20 +508,30 @@ def _merge_mixed(clauses: list[_Clause], vocab: Vocabulary, warnings: list[str])
 
 
 def _is_plain(ins: Instruction) -> bool:
-    return ins.label is not None and not ins.anchors and ins.span is None and ins.ramp is None
+    return ins.label is not None and not ins.anchors and not ins.region and ins.ramp is None
 
 
 def _choose(
     named: list[tuple[str, float, str]], vocab: Vocabulary, shown: str, warnings: list[str]
 ) -> tuple[str, float]:
-    """One emotion for words asked to carry several: a real emotion beats neutral, then the strongest,
-    then the first named."""
-    real = [e for e in named if e[0] != vocab.neutral] or named
-    best = max(real, key=lambda e: e[1])  # max keeps the first on a tie
+    """One emotion for words asked to carry several: a real emotion beats neutral unless it is only a weak
+    colouring of a calm read ("calm and sleepy"), then the strongest, then the first named."""
+    # only the vocabulary's own calm words ("calm", "matter-of-fact") hold a read calm; a register word
+    # such as "reassuring" does not cancel "warm"
+    calm = [e for e in named if e[0] == vocab.neutral and _names_calm(e[2], vocab)]
+    real = [e for e in named if e[0] != vocab.neutral and (not calm or e[1] >= WEAK_BESIDE_NEUTRAL)]
+    if not real and not calm:
+        real = [e for e in named if e[0] != vocab.neutral]
+    has_neutral = any(e[0] == vocab.neutral for e in named)
+    best = max(real, key=lambda e: e[1]) if real else calm[0] if calm else named[0]
     others = sorted({e[0] for e in named if e[0] != best[0]})
     if others:
-        reason = "a real emotion beats neutral" if best[0] != vocab.neutral and len(real) < len(named) else ""
-        reason = reason or "the stronger one wins; on a tie the first named"
+        if best[0] == vocab.neutral:
+            reason = f"a calm read with a weak colouring (below {WEAK_BESIDE_NEUTRAL:g}) stays calm"
+        elif has_neutral:
+            reason = "a real emotion beats neutral"
+        else:
+            reason = "the stronger one wins; on a tie the first named"
         warnings.append(
             f'"{shown}" asks for {" and ".join([best[0], *others])} on the same words; '
             f"one emotion per word, so {best[0]} wins ({reason})"
@@ -273,15 +539,8 @@ def _choose(
     return best[0], best[1]
 
 
-def _read_span(lowered: str, shown: str, warnings: list[str]) -> tuple[Span | None, str]:
-    match = _SPAN_RE.search(lowered)
-    if match is None:
-        return None, lowered
-    rest = lowered[: match.start()] + " " + lowered[match.end() :]
-    span = _span_of(match)
-    if span is None:
-        warnings.append(f'"{match.group().strip()}" in description part "{shown}" counts nothing; ignored')
-    return span, rest
+def _names_calm(text: str, vocab: Vocabulary) -> bool:
+    return any((hit := vocab.lookup(w)) is not None and hit[0] == vocab.neutral for w in text.lower().split())
 
 
 def _span_of(match: re.Match[str]) -> Span | None:
@@ -319,15 +578,28 @@ def _unit(word: str) -> str:
     return WORD if word.startswith("word") else SENTENCE  # a line is a sentence
 
 
-def _read_clause(part: str, quotes: list[str], vocab: Vocabulary, warnings: list[str]) -> _Clause | None:
+def _read_clause(
+    part: str,
+    stash: Stash,
+    vocab: Vocabulary,
+    lexicon: ToneLexicon | None,
+    warnings: list[str],
+    notes: list[PlanReading],
+) -> _Clause | None:
     if not part:
         return None
-    shown = " ".join(_PLACEHOLDER_RE.sub(lambda m: f'"{quotes[int(m.group(1))]}"', part).split())
+    shown = stash.shown(part)
     ins = Instruction(text=shown, label=None)
     clause = _Clause(instruction=ins)
     lowered = part.lower()
+    clause.relative = bool(re.match(r"(?:which|that|where|when it)\b", lowered))
+    if _BASE_RE.search(lowered):
+        ins.base = True  # "otherwise a plain teaching voice": everything no other part claims
+        lowered = _BASE_RE.sub(" ", lowered)
 
-    ins.span, lowered = _read_span(lowered, shown, warnings)
+    lowered = WHOLE_RE.sub(" ", lowered)  # "throughout" is what no place at all means
+    lowered = _SPAN_RE.sub(lambda m: _stash_span(m, stash, shown, warnings), lowered)
+    ins.extent, lowered = read_extent(lowered, stash)
     positions: list[str] = []
     for kind, pattern in _POSITION_RES:
         if pattern.search(lowered):
@@ -339,6 +611,10 @@ def _read_clause(part: str, quotes: list[str], vocab: Vocabulary, warnings: list
             f'description part "{shown}" names several positions; using "{explicit_positions[-1]}"'
         )
     ins.position = explicit_positions[-1] if explicit_positions else (NEXT if positions else None)
+    lowered = set_aside_for_the(lowered, stash)
+    more, lowered = read_extent(lowered, stash)  # "from the storm warning" once the warning is set aside
+    if more is not None:
+        ins.extent = more if ins.extent is None else _combined(ins.extent, more)
 
     if _FALLING_RE.search(lowered):
         ins.ramp = FALLING
@@ -346,43 +622,106 @@ def _read_clause(part: str, quotes: list[str], vocab: Vocabulary, warnings: list
     rising = bool(_RISING_RE.search(lowered))
     lowered = _RISING_RE.sub(" ", lowered)
     tokens = _TOKEN_RE.findall(lowered)
-    ins.anchors = [quotes[int(m.group(1))] for t in tokens if (m := _PLACEHOLDER_RE.fullmatch(t))]
-    tokens = [t for t in tokens if not _PLACEHOLDER_RE.fullmatch(t)]
-    phrase = read_phrase(tokens, vocab)
+    places = [stash.place(t) for t in tokens if PLACEHOLDER_RE.fullmatch(t)]
+    tokens = [t for t in tokens if not PLACEHOLDER_RE.fullmatch(t)]
+    ins.anchors = [p.anchor for p in places if p.anchor is not None]
+    spans = [p.span for p in places if p.span is not None]
+    ins.span = spans[0] if spans else None
+    clause.more_spans = spans[1:]
+    if ins.span is None:
+        ins.content = next((p.content for p in places if p.content is not None), None)
+
+    kept = _drop_attributed(tokens, shown, vocab, lexicon, notes)
+    clause.attributed, tokens = len(kept) < len(tokens), kept
+    phrase = read_phrase(tokens, vocab, lexicon)
     if not phrase.emotions and not phrase.manners and (guessed := _guess_spelling(tokens, vocab)) is not None:
         typo, word = guessed
         warnings.append(
             f'read "{typo}" in description part "{shown}" as "{word}" (a guess: check the spelling)'
         )
         tokens = [word if t == typo else t for t in tokens]
-        phrase = read_phrase(tokens, vocab)
+        phrase = read_phrase(tokens, vocab, lexicon)
     if ins.ramp is None and (rising or phrase.comparatives or _repeated(phrase)):
         ins.ramp = RISING
 
     _read_emotion(clause, phrase, vocab, warnings)  # a ramp with no emotion inherits one later (_inherit)
-    if phrase.negated:
-        warnings.append(f'negated emotion {phrase.negated} in description part "{shown}" is not supported')
+    for word in phrase.negated:
+        hit = lookup_emotion(word, vocab, lexicon) or vocab.manner(word)
+        label = (
+            hit[0] if hit is not None else (vocab.blends[word].dominant[0] if word in vocab.blends else "")
+        )
+        notes.append(PlanReading(shown, label, 0.0, f'"{word}" is negated: what to avoid', "nowhere"))
 
     leftovers = [t for t in phrase.unknown if t.lower() not in _FILLER]
-    clause.unclear = bool(leftovers or phrase.numbers or phrase.intensities or phrase.negated)
+    clause.unclear = bool(leftovers or phrase.numbers or phrase.intensities)
+    clause.extent_only = (
+        ins.extent is not None
+        and ins.extent.start is None  # "from X" is a place of its own, for the next part
+        and ins.label is None
+        and not leftovers
+        and ins.span is None
+        and ins.content is None
+        and not ins.anchors
+    )
     if ins.label is None and not phrase.negated and not ins.ramp:
-        if clause.unclear and not ins.anchors:  # anchors without an emotion are reported later
+        # nothing to guess where the part negates ("not skeptical") or names someone else's feeling
+        settled = phrase.negated or clause.attributed or any(t.lower() in NEGATIONS for t in tokens)
+        clause.candidates = [] if settled else [t for t in leftovers if t.isalpha() and len(t) > 2]
+        if clause.unclear and not ins.anchors and not clause.candidates:
             warnings.append(
                 f'no known emotion in description part "{shown}"; ignored '
                 f"(valid emotions: {', '.join(vocab.labels)})"
             )
-    elif leftovers:
+    elif leftovers and ins.label is not None:
         warnings.append(f'did not understand {leftovers} in description part "{shown}"; ignored those words')
     return clause
+
+
+def _combined(first: Extent, second: Extent) -> Extent:
+    return Extent(
+        start=first.start or second.start,
+        stop=first.stop or second.stop,
+        stop_inclusive=first.stop_inclusive if first.stop else second.stop_inclusive,
+        to_end=first.to_end or second.to_end,
+    )
+
+
+def _stash_span(match: re.Match[str], stash: Stash, shown: str, warnings: list[str]) -> str:
+    span = _span_of(match)
+    if span is None:
+        warnings.append(f'"{match.group().strip()}" in description part "{shown}" counts nothing; ignored')
+        return " "
+    stash.spans.append(span)
+    return f" {SPAN}{len(stash.spans) - 1}{SPAN} "
+
+
+def _drop_attributed(
+    tokens: list[str], shown: str, vocab: Vocabulary, lexicon: ToneLexicon | None, notes: list[PlanReading]
+) -> list[str]:
+    """The tokens without emotion words that name someone else's feeling ("the customer is furious")."""
+    is_emotion = [lookup_emotion(t, vocab, lexicon) is not None or t.lower() in vocab.blends for t in tokens]
+    taken, party = attributed(tokens, is_emotion)
+    for q in sorted(taken):
+        hit = lookup_emotion(tokens[q], vocab, lexicon)
+        label = hit[0] if hit is not None else vocab.blends[tokens[q].lower()].dominant[0]
+        notes.append(
+            PlanReading(
+                shown, label, 0.0, f"\"{tokens[q]}\" is the {party}'s feeling, not the voice's", "nowhere"
+            )
+        )
+    return [t for q, t in enumerate(tokens) if q not in taken]
 
 
 def _guess_spelling(tokens: list[str], vocab: Vocabulary) -> tuple[str, str] | None:
     """(typo, emotion word) for the first unknown token that is one or two letters off an emotion word."""
     known = [*vocab.labels, *(s for e in vocab.emotions.values() for s in e.synonyms), *vocab.blends]
     for token in tokens:
-        if len(token) < 4 or token in _FILLER or token in vocab.intensity_words or token in NEGATIONS:
+        if len(token) < 5 or token in _FILLER or token in vocab.intensity_words or token in NEGATIONS:
             continue
-        close = difflib.get_close_matches(token, known, n=1, cutoff=0.8)
+        if lookup_emotion(token, vocab) is not None:
+            continue  # known, and negated or someone else's: not a typo
+        # typos keep the first letter; "bright" is not a misspelt "fright"
+        close = difflib.get_close_matches(token, [k for k in known if k[:1] == token[:1]], n=1, cutoff=0.8)
         if close:
             return token, close[0]
     return None
@@ -423,3 +762,6 @@ def _read_emotion(clause: _Clause, phrase: Phrase, vocab: Vocabulary, warnings: 
             warnings.append(f'intensity {token} in description part "{ins.text}" is outside 0..1; ignored')
     ins.label = label
     ins.intensity = 0.0 if label == vocab.neutral else float(intensity)
+    word = next((w for lbl, _, w in named if lbl == label), named[0][2])
+    kind = "delivery" if clause.manner_only else "tone" if word in phrase.from_lexicon else "emotion"
+    ins.how = f'{kind} word "{word}"' + (f" at {intensity:g}" if clause.explicit else "")

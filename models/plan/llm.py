@@ -20,7 +20,6 @@ import yaml
 from kernel.errors import EngineError
 from kernel.settings import get_settings
 from models.identity import EngineIdentity, describe, prompt_table
-from models.plan.description import interpret
 from models.plan.placement import (
     END,
     MIDDLE,
@@ -29,8 +28,8 @@ from models.plan.placement import (
     SENTENCE,
     START,
     WORD,
-    Cue,
     Instruction,
+    Placed,
     Span,
     place,
 )
@@ -174,17 +173,18 @@ class LLMPlanner:
     def plan(self, script: str, description: str = "") -> EmotionPlan:
         vocab = self.vocabulary
 
-        def read_cues(words: list[str], sentence_of: list[int]) -> tuple[list[Cue | None], list[str]]:
+        def read_cues(words: list[str], sentence_of: list[int], clause_of: list[int]) -> Placed:
             if not description.strip():
-                return [None] * len(words), []
+                return Placed([None] * len(words), [])
             try:
                 reply = self.generate(_numbered(words, sentence_of), description)
                 instructions = parse_reply(reply, vocab)
             except ReplyError as exc:
-                cues, warnings = interpret(description, words, sentence_of, vocab)
+                placed = self.rules.read_description(description, words, sentence_of, clause_of)
                 note = f"the llm planner's answer was unusable ({exc}); the rule parser read the description"
-                return cues, [note, *warnings]
-            return place(instructions, words, sentence_of)
+                placed.warnings.insert(0, note)
+                return placed
+            return place(instructions, words, sentence_of, clause_of=clause_of)
 
         return self.rules.plan_with(script, description, read_cues)
 

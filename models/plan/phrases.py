@@ -5,8 +5,12 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from models.vocabulary import Vocabulary
+
+if TYPE_CHECKING:
+    from models.plan.lexicon import ToneLexicon
 
 NUMBER_RE = re.compile(r"^[+-]?(?:\d+(?:\.\d*)?|\.\d+)%?$")
 
@@ -21,10 +25,15 @@ def parse_number(token: str) -> float | None:
     return value if math.isfinite(value) else None
 
 
-def lookup_emotion(word: str, vocab: Vocabulary) -> tuple[str, float] | None:
-    """Vocabulary lookup that also accepts simple derived forms (angrily, sadness, angrier, sadder)."""
+def lookup_emotion(
+    word: str, vocab: Vocabulary, lexicon: ToneLexicon | None = None
+) -> tuple[str, float] | None:
+    """Vocabulary (then tone lexicon) lookup that also accepts simple derived forms (angrily, sadness,
+    angrier, sadder, feared)."""
     key = word.lower().replace("’", "'")
     candidates = [key]
+    if key.endswith("ed") and len(key) > 4:  # feared, scared -> fear, scare
+        candidates += [key[:-2], key[:-1]]
     if key.endswith("ily") or key.endswith("ier"):
         candidates.append(key[:-3] + "y")
     if key.endswith("ly"):
@@ -39,7 +48,8 @@ def lookup_emotion(word: str, vocab: Vocabulary) -> tuple[str, float] | None:
         hit = vocab.lookup(candidate)
         if hit is not None:
             return hit
-    return None
+    # the lexicon lists the forms briefs use; deriving more would read "practically" as "practical"
+    return lexicon.lookup(key) if lexicon is not None else None
 
 
 @dataclass
@@ -54,17 +64,31 @@ class Phrase:
     intensities: list[tuple[str, float]] = field(default_factory=list)  # (word(s), value)
     numbers: list[tuple[str, float]] = field(default_factory=list)  # (token, value)
     unknown: list[str] = field(default_factory=list)
+    from_lexicon: list[str] = field(default_factory=list)  # emotion words found in the tone lexicon
 
 
-NEGATIONS = frozenset({"not", "never", "no", "without", "isn't", "wasn't", "don't", "doesn't"})
+NEGATIONS = frozenset(
+    {"not", "never", "no", "without", "isn't", "wasn't", "don't", "doesn't", "nothing", "avoid", "minus"}
+)
+# "rather than sad", "instead of excited": the words after them say what to avoid
+NEGATING_PHRASES = ("rather than", "instead of", "as opposed to", "other than", "anything but", "less like")
+# a negation holds over "urgent or anxious" until one of these starts the wanted part
+_NEGATION_ENDS = frozenset({"just", "but", "only", "instead", "yet"})
 
 
-def read_phrase(tokens: list[str], vocab: Vocabulary) -> Phrase:
+def read_phrase(tokens: list[str], vocab: Vocabulary, lexicon: ToneLexicon | None = None) -> Phrase:
     phrase = Phrase()
     i = 0
     negate = False
     while i < len(tokens):
         token = tokens[i].lower()
+        pair = " ".join(t.lower() for t in tokens[i : i + 2])
+        if pair in NEGATING_PHRASES:
+            negate = True
+            i += 2
+            continue
+        if token in _NEGATION_ENDS:
+            negate = False
         # several-word intensity phrases, longest first: "a hint of", "a little bit", "a bit"
         spans = [" ".join(t.lower() for t in tokens[i : i + n]) for n in (3, 2) if i + n <= len(tokens)]
         multi = next((words for words in spans if words in vocab.intensity_words), None)
@@ -87,21 +111,22 @@ def read_phrase(tokens: list[str], vocab: Vocabulary) -> Phrase:
                 phrase.blends.append(token)
                 label, value = vocab.blends[token].dominant
                 phrase.emotions.append((label, value, token))
-            negate = False
-        elif (hit := lookup_emotion(token, vocab)) is not None:
+        elif (hit := lookup_emotion(token, vocab)) is not None or (
+            lexicon is not None and (hit := lookup_emotion(token, vocab, lexicon)) is not None
+        ):
             if negate:
                 phrase.negated.append(token)
             else:
                 phrase.emotions.append((hit[0], hit[1], token))
-                if vocab.lookup(token) is None and token.endswith("er"):
+                if lookup_emotion(token, vocab) is None:
+                    phrase.from_lexicon.append(token)
+                elif vocab.lookup(token) is None and token.endswith("er"):
                     phrase.comparatives.append(token)
-            negate = False
         elif (manner := vocab.manner(token)) is not None:
             if negate:
                 phrase.negated.append(token)
             else:
                 phrase.manners.append((manner[0], manner[1], token))
-            negate = False
         else:
             phrase.unknown.append(tokens[i])
         i += 1

@@ -7,21 +7,24 @@ phase > whole-script description emotion > neutral default (always with a warnin
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from kernel.errors import InputError
 from models.identity import EngineIdentity, describe
 from models.plan.description import interpret
 from models.plan.language import language_warning
+from models.plan.lexicon import ToneLexicon, load_lexicon
+from models.plan.meaning import SemanticReader
 from models.plan.phrases import read_phrase
-from models.plan.placement import Cue
-from models.plan.tokens import WORD_RE, sentence_ids
+from models.plan.placement import Placed
+from models.plan.tokens import WORD_RE, clause_ids, sentence_ids
 from models.types import EmotionPlan, PlannedWord
 from models.vocabulary import PLANNING_PARTS, Vocabulary, load_vocabulary, vocabulary_table
 
-# (words, sentence of each word) -> per-word cues and warnings; the rule reader or the LLM reader
-CueReader = Callable[[list[str], list[int]], tuple[list["Cue | None"], list[str]]]
+# (words, sentence of each word, clause of each word) -> per-word cues, warnings and readings;
+# the rule reader or the LLM reader
+CueReader = Callable[[list[str], list[int], list[int]], Placed]
 
 _TAG_RE = re.compile(r"\[([^\[\]]*)\]")
 _WORD_CHAR_RE = re.compile(r"[^\W_]")
@@ -39,19 +42,52 @@ class RulePlanner:
     """Deterministic planner; `version` goes into cache keys, so bump it whenever output can change."""
 
     name = "rules"
-    version = "2"
+    version = "3"
 
-    def __init__(self, vocabulary: Vocabulary | None = None) -> None:
+    def __init__(
+        self,
+        vocabulary: Vocabulary | None = None,
+        lexicon: ToneLexicon | None = None,
+        semantic: bool = True,
+    ) -> None:
         self.vocabulary = vocabulary or load_vocabulary()
+        self.lexicon = lexicon or load_lexicon(self.vocabulary)
+        # MiniLM reads words the tables lack and finds parts named by content; loaded on first need
+        self.semantic = SemanticReader(self.vocabulary, self.lexicon) if semantic else None
 
     def identity(self) -> EngineIdentity:
-        return describe(self, tables=[vocabulary_table(self.vocabulary, *PLANNING_PARTS)])
+        tables = [vocabulary_table(self.vocabulary, *PLANNING_PARTS), self.lexicon.table()]
+        if self.semantic is None:
+            return describe(self, tables=tables)
+        return describe(
+            self,
+            tables=tables,
+            files=self.semantic.files(),
+            packages=("sentence-transformers", "torch"),
+            modules=("models.plan.meaning", "models.plan.semantic"),
+        )
 
     def plan(self, script: str, description: str = "") -> EmotionPlan:
-        def read_cues(words: list[str], sentence_of: list[int]) -> tuple[list[Cue | None], list[str]]:
-            return interpret(description, words, sentence_of, self.vocabulary)
+        def read_cues(words: list[str], sentence_of: list[int], clause_of: list[int]) -> Placed:
+            return self.read_description(description, words, sentence_of, clause_of)
 
         return self.plan_with(script, description, read_cues)
+
+    def read_description(
+        self, description: str, words: list[str], sentence_of: list[int], clause_of: list[int] | None = None
+    ) -> Placed:
+        """The rule reader's cues for `words` (also the LLM planner's fallback)."""
+        semantic = self.semantic
+        return interpret(
+            description,
+            words,
+            sentence_of,
+            self.vocabulary,
+            self.lexicon,
+            guess=semantic.guess if semantic else None,
+            locate=semantic.locate if semantic else None,
+            clause_of=clause_of,
+        )
 
     def plan_with(self, script: str, description: str, read_cues: CueReader) -> EmotionPlan:
         """The plan with inline tags from the script and description cues from `read_cues`."""
@@ -66,8 +102,9 @@ class RulePlanner:
 
         texts = [clean[a:b] for a, b in spans]
         sentence_of = sentence_ids(clean, [a for a, _ in spans])
-        cues, cue_warnings = read_cues(texts, sentence_of)
-        warnings.extend(cue_warnings)
+        placed = read_cues(texts, sentence_of, clause_ids(clean, [a for a, _ in spans]))
+        cues = placed.cues
+        warnings.extend(placed.warnings)
         warnings.extend(self._neutral_warnings(description, tags, cues))
 
         words: list[PlannedWord] = []
@@ -96,9 +133,11 @@ class RulePlanner:
             )
         if upcoming is not None:
             warnings.append(f"tag {upcoming.text} at the end of the script applies to no words")
-        return EmotionPlan(script=clean, words=words, warnings=warnings)
+        return EmotionPlan(script=clean, words=words, warnings=warnings, readings=placed.readings)
 
-    def _neutral_warnings(self, description: str, tags: list[_Tag], cues: list[Cue | None]) -> list[str]:
+    def _neutral_warnings(
+        self, description: str, tags: list[_Tag], cues: Sequence[object | None]
+    ) -> list[str]:
         """Never a silent neutral: say why words fell back to neutral when nothing asked for it."""
         if any(cue is not None for cue in cues):
             return []

@@ -22,9 +22,22 @@ def word_spans(text: str) -> list[tuple[int, int]]:
     return [(m.start(), m.end()) for m in WORD_RE.finditer(text)]
 
 
+# A clause also ends at a comma, semicolon, colon or dash before whitespace.
+CLAUSE_END_RE = re.compile(rf"{SENTENCE_END_RE.pattern}|[,;:]+(?=\s)|\s[—–-](?=\s)")
+
+
 def sentence_ids(script: str, starts: Sequence[int]) -> list[int]:
     """Sentence number (0-based) of each word, given the words' start offsets in `script`."""
-    ends = [m.end() for m in SENTENCE_END_RE.finditer(script)]
+    return _segment_ids(SENTENCE_END_RE, script, starts)
+
+
+def clause_ids(script: str, starts: Sequence[int]) -> list[int]:
+    """Clause number (0-based) of each word: sentences, cut again at commas, semicolons and dashes."""
+    return _segment_ids(CLAUSE_END_RE, script, starts)
+
+
+def _segment_ids(end_re: re.Pattern[str], script: str, starts: Sequence[int]) -> list[int]:
+    ends = [m.end() for m in end_re.finditer(script)]
     ids: list[int] = []
     sentence = 0
     for start in starts:

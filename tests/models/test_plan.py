@@ -158,11 +158,19 @@ def test_unmatched_anchor_and_unknown_parts_are_warnings(planner: RulePlanner) -
     assert any("sleepy" in m for m in plan.warnings)
 
 
-def test_negated_emotion_is_reported_not_applied(planner: RulePlanner) -> None:
+def test_negated_emotion_is_read_as_what_to_avoid(planner: RulePlanner) -> None:
     plan = planner.plan("Hello there.", "not sad")
     assert {w.label for w in plan.words} == {"neutral"}
-    assert len(plan.warnings) == 2 and "not supported" in plan.warnings[0]
-    assert "every word is neutral" in plan.warnings[1]  # never a silent neutral
+    assert [(r.label, r.words, r.where) for r in plan.readings] == [("sad", 0, "nowhere")]
+    assert "negated" in plan.readings[0].how
+    assert len(plan.warnings) == 1 and "every word is neutral" in plan.warnings[0]  # never a silent neutral
+
+
+def test_negation_and_contrast_keep_the_wanted_emotion(planner: RulePlanner) -> None:
+    script = "The trains are late again. Nobody told us why."
+    for brief in ("rather than sad, go for irritated", "not sad, just irritated", "irritated rather than sad",
+                  "instead of sounding sad, irritated", "irritated, without sounding sad"):  # fmt: skip
+        assert {w.label for w in planner.plan(script, brief).words} == {"angry"}, brief
 
 
 def test_anchor_without_emotion_is_one_warning(planner: RulePlanner) -> None:

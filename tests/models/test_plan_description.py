@@ -193,7 +193,7 @@ def test_spelling_guess_is_a_warning(planner: RulePlanner) -> None:
     assert any('"angyr"' in w and '"angry"' in w for w in plan.warnings)
 
 
-@pytest.mark.parametrize("description", ["sleepy", "very", "in a spaceship", "blah blah"])
+@pytest.mark.parametrize("description", ["zorbly", "very", "in a spaceship", "blah blah"])
 def test_nothing_understood_says_neutral_was_used(planner: RulePlanner, description: str) -> None:
     plan = planner.plan("Please take a seat.", description)
     assert set(labels(plan)) == {"neutral"}
@@ -201,7 +201,7 @@ def test_nothing_understood_says_neutral_was_used(planner: RulePlanner, descript
 
 
 def test_nothing_understood_with_tags_names_untagged_words(planner: RulePlanner) -> None:
-    plan = planner.plan("Hello [sad] there.", "sleepy")
+    plan = planner.plan("Hello [sad] there.", "zorbly")
     assert labels(plan) == ["neutral", "sad"]
     assert any("every word without an inline tag is neutral" in w for w in plan.warnings)
 
@@ -263,7 +263,8 @@ def test_placement_is_shared_and_checks_span_bounds() -> None:
         Instruction("last", "sad", 0.5, span=Span(SENTENCE, -1, -1)),
         Instruction("nowhere", "angry", 0.5, span=Span(SENTENCE, 5, 5)),
     ]
-    cues, warnings = place(instructions, words, sentence_of)
+    placed = place(instructions, words, sentence_of)
+    cues, warnings = placed.cues, placed.warnings
     assert [c.label if c else None for c in cues] == ["happy"] * 4 + ["sad"] * 2
     assert len(warnings) == 1 and "only 3 sentences" in warnings[0]
 
