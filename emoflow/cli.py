@@ -137,9 +137,14 @@ def narrate(
         _fail(exc)
         return
     record = open_store().run(result.run_id)
-    plan = next(step for step in record.steps if step.stage == "plan").outputs["plan"]
-    for warning in plan.metadata.get("warnings", []):
-        console.print(Text.assemble(("plan warning: ", "yellow"), warning))
+    report = record.plan_report()
+    # the readings only when there is something to check: a tag-only job gets no empty section
+    if report and (
+        report["readings"]
+        or report["warnings"]
+        or (report["readings"] is not None and record.job.description.strip())
+    ):
+        _print_plan(report, record.job.description)
     computed = sum(1 for step in record.steps if not step.cache_hit)
     console.print(f"run [bold]{result.run_id}[/bold]: {computed} of {len(record.steps)} steps computed")
     console.print(f"video: [bold]{result.published['video.mp4']}[/bold]")
@@ -325,13 +330,14 @@ def show(
     run_id: Annotated[str, typer.Argument(help="Run id or a unique prefix of it.")],
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
 ) -> None:
-    """A run's steps: engines, versions, cache keys, timings and artifacts."""
+    """A run's steps (engines, versions, cache keys, timings, artifacts), then how the brief was read."""
     try:
         record = _store().run(run_id)
     except EmoflowError as exc:
         _fail(exc)
         return
     steps = _step_rows(record)
+    plan = record.plan_report()
     if as_json:
         document = {
             "run_id": record.id,
@@ -342,6 +348,7 @@ def show(
             "prefect_flow_run_id": record.prefect_flow_run_id,
             "options": record.job.options,
             "steps": steps,
+            "plan": plan,
         }
         print(json.dumps(document, indent=1))
         return
@@ -357,6 +364,45 @@ def show(
         engine = f"{step['engine']}@{step['engine_version']}"
         table.add_row(step["stage"], status, engine, step["cache_key"][:12], covers, seconds, artifacts)
     console.print(table)
+    if plan is not None:
+        _print_plan(plan, record.job.description)
+
+
+def _print_plan(report: dict[str, Any], description: str) -> None:
+    """How the brief was read: a row per reading, then every plan warning in yellow.
+    All of it is user text or quotes it, so it goes in as Text, never as Rich markup."""
+    console.print(Text("How the brief was read", style="bold"))
+    readings = report["readings"]
+    if readings:
+        table = Table("phrase", "read as", "how", "where", "words")
+        for r in readings:
+            read_as = f"{r.get('label', '')} {float(r.get('intensity') or 0.0):.2f}"
+            table.add_row(
+                Text(str(r.get("phrase", ""))),
+                Text(f"→ {read_as}"),
+                Text(str(r.get("how", ""))),
+                Text(str(r.get("where", ""))),
+                Text(str(r.get("words", ""))),
+            )
+        console.print(table)
+    elif readings is None:  # planned before readings were recorded: its warnings are all there is
+        if not report["warnings"]:
+            console.print(
+                Text("This run was planned before readings were recorded; its plan has no warnings.")
+            )
+    elif description.strip():
+        console.print(
+            Text(
+                "No part of the description was read as an emotion: "
+                "only the script's inline tags, if any, shape the plan.",
+                style="yellow",
+            )
+        )
+    else:
+        console.print(Text("No description was given: only the script's inline tags shape the plan."))
+    for warning in report["warnings"]:
+        # one line each however long: easy to copy, grep or quote in an issue
+        console.print(Text.assemble(("plan warning: ", "bold yellow"), (warning, "yellow")), soft_wrap=True)
 
 
 @app.command()

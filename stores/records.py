@@ -91,6 +91,21 @@ class RunRecord:
     finished_at: datetime | None
     steps: list[StepRecord]
 
+    def plan_report(self) -> dict[str, Any] | None:
+        """The plan step's warnings and readings, from its artifact's metadata; None without a plan.
+
+        `readings` is None for runs planned before readings were recorded (their metadata lacks the key).
+        """
+        step = next((s for s in self.steps if s.stage == "plan" and "plan" in s.outputs), None)
+        if step is None:
+            return None
+        metadata = step.outputs["plan"].metadata
+        readings = metadata.get("readings")
+        return {
+            "warnings": [str(w) for w in metadata.get("warnings") or []],
+            "readings": None if readings is None else [dict(r) for r in readings],
+        }
+
 
 @dataclass(frozen=True)
 class AuditRecord:

@@ -92,6 +92,7 @@ def run_page(request: Request, run_id: str) -> HTMLResponse:
         user=user,
         run=run,
         summary=service.run_summary(run),
+        plan=run.plan_report(),
         active=request.app.state.launcher.active(run.job.id),
         # the run's own events plus the job's run-less ones (submission)
         prefect_ui=_prefect_ui(run.prefect_flow_run_id),
