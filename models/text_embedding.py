@@ -130,3 +130,9 @@ def embed(texts: Sequence[str]) -> np.ndarray:
         while len(_CACHE) > CACHE_SIZE:
             _CACHE.popitem(last=False)
     return np.stack([rows[t] for t in texts])
+
+
+def forget_cached() -> None:
+    """Drop every cached vector (benchmarks measure cold embeddings this way)."""
+    with _ENCODE_LOCK:
+        _CACHE.clear()

@@ -150,7 +150,8 @@ _FILLER_WORDS = """a an the at on in of to for as by with about from into over d
     i'd we're we'd you're they're let's bring bounce back otherwise teaching normal energy vibe register
     land lands hit hits come comes some any much enough thing things moment section stuff side note act
     except plus stress stressing emphasise emphasize emphasis highlight punch pitch play plays keeping
-    making going sounding reading definitely bring brings maybe perhaps slightly"""
+    making going sounding reading definitely bring brings maybe perhaps slightly especially particularly
+    specially mainly notably"""
 _FILLER = frozenset(_FILLER_WORDS.split())
 
 
@@ -406,6 +407,8 @@ def _guess_unknown(
         ins = clause.instruction
         found = [g for w in clause.candidates if (g := guesses[w]) is not None]
         best = max(found, key=lambda g: g.confidence, default=None)
+        if best is not None and best.label == vocab.neutral and ins.anchors:
+            best = None  # "especially at 'liar'": a calm guess would only undo the emotion around it
         if best is None or best.confidence < GUESS_ACCEPT:
             _warn_unknown(clause, vocab, warnings, best)
             continue

@@ -78,13 +78,15 @@ class RulePlanner:
     ) -> Placed:
         """The rule reader's cues for `words` (also the LLM planner's fallback)."""
         semantic = self.semantic
+        # MiniLM reads English: in another language (warned about in the plan) it would only guess at noise
+        english = language_warning(description, "description") is None
         return interpret(
             description,
             words,
             sentence_of,
             self.vocabulary,
             self.lexicon,
-            guess=semantic.guess if semantic else None,
+            guess=semantic.guess if semantic and english else None,
             locate=semantic.locate if semantic else None,
             clause_of=clause_of,
         )
