@@ -382,6 +382,8 @@ def _locate_contents(
 
 
 def _words_text(what: str, first: int, stop: int, sentence_of: list[int]) -> str:
+    if first >= stop:
+        return f"{what + ': ' if what else ''}no words (the script is too short for it)"
     a, b = sentence_of[first] + 1, sentence_of[stop - 1] + 1
     sentences = f"sentence {a}" if a == b else f"sentences {a}-{b}"
     return f"{what + ': ' if what else ''}{sentences} (words {first + 1}-{stop})"

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from importlib import resources
+from pathlib import Path
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from kernel.errors import InputError
 from models.plan import RulePlanner
+from models.plan.lexicon import load_lexicon
 from models.types import EmotionPlan
 from models.vocabulary import load_vocabulary
 
@@ -152,10 +156,10 @@ def test_double_quoted_anchor_matches_case_insensitively_everywhere(planner: Rul
 
 
 def test_unmatched_anchor_and_unknown_parts_are_warnings(planner: RulePlanner) -> None:
-    plan = planner.plan("Hello there, friend.", "happy, angry at 'goodbye forever', sleepy at the end")
+    plan = planner.plan("Hello there, friend.", "happy, angry at 'goodbye forever', zorbly at the end")
     assert {w.label for w in plan.words} == {"happy"}
     assert any("goodbye forever" in m and "not found" in m for m in plan.warnings)
-    assert any("sleepy" in m for m in plan.warnings)
+    assert any("zorbly" in m for m in plan.warnings)
 
 
 def test_negated_emotion_is_read_as_what_to_avoid(planner: RulePlanner) -> None:
@@ -251,3 +255,16 @@ def test_offsets_round_trip_for_any_script(pieces: list[str]) -> None:
     assert "[" not in plan.script
     assert plan.script == plan.script.strip()
     assert "  " not in plan.script
+
+
+def test_the_tone_lexicon_and_minilm_are_in_the_planners_cache_key(tmp_path: Path) -> None:
+    vocabulary = load_vocabulary()
+    shipped = Path(str(resources.files("prompts") / "tone_words.yaml")).read_text(encoding="utf-8")
+    edited = tmp_path / "tone_words.yaml"
+    edited.write_text(shipped.replace("creepy: [fear, 0.6]", "creepy: [fear, 0.7]"), encoding="utf-8")
+    base = RulePlanner(vocabulary).identity().digests
+    changed = RulePlanner(vocabulary, load_lexicon(vocabulary, edited)).identity().digests
+    assert "creepy: [fear, 0.6]" in shipped
+    assert base["table:tone_words.yaml"] != changed["table:tone_words.yaml"]
+    assert any(k.startswith("model:minilm:") for k in base) and "model:tone_confidence" in base
+    assert not any(k.startswith("model:") for k in RulePlanner(vocabulary, semantic=False).identity().digests)
