@@ -151,7 +151,7 @@ _FILLER_WORDS = """a an the at on in of to for as by with about from into over d
     land lands hit hits come comes some any much enough thing things moment section stuff side note act
     except plus stress stressing emphasise emphasize emphasis highlight punch pitch play plays keeping
     making going sounding reading definitely bring brings maybe perhaps slightly especially particularly
-    specially mainly notably"""
+    specially mainly notably which who whose"""
 _FILLER = frozenset(_FILLER_WORDS.split())
 
 
