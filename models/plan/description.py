@@ -291,75 +291,79 @@ def read_description(
         warnings.append(f'no emotion follows "{dangling.instruction.text}" in the description; ignored')
 
     _guess_unknown(clauses, vocab, guess, warnings)
-    clauses = _share_backward(_share_forward(clauses, vocab, warnings), vocab, warnings)
+    clauses = _join_parts(clauses, _shares_forward, vocab, warnings)
+    clauses = _join_parts(clauses, _shares_backward, vocab, warnings)
     _inherit(clauses, warnings)
-    clauses = _merge_mixed(clauses, vocab, warnings)
+    clauses = _join_parts(clauses, _mixes, vocab, warnings, separator="; ")
     instructions = [
         c.instruction for c in clauses if c.instruction.label is not None or c.instruction.anchors
     ]
     return Understanding(instructions, warnings, notes)
 
 
-def _share_forward(clauses: list[_Clause], vocab: Vocabulary, warnings: list[str]) -> list[_Clause]:
+# how one part joins its neighbour: into the later part (FORWARD) or into the earlier one (BACKWARD)
+FORWARD, BACKWARD = "forward", "backward"
+JoinRule = Callable[[Instruction, _Clause], str | None]
+
+
+def _shares_forward(last: Instruction, clause: _Clause) -> str | None:
     """ "bright and upbeat for the marathon news": an unplaced emotion joined by a plain "and" to a placed
     one is read at the same place, as one part."""
+    ins = clause.instruction
+    placed = ins.region or ins.anchors or ins.position not in (None, NEXT)
+    unplaced = not last.region and not last.anchors and last.position in (None, NEXT) and last.ramp is None
+    labelled = ins.label is not None and last.label is not None
+    return FORWARD if clause.bare_and and placed and labelled and unplaced else None
+
+
+def _shares_backward(last: Instruction, clause: _Clause) -> str | None:
+    """ "keep the opening two sentences soft and sorrowful": a plain emotion joined by a plain "and" to a
+    placed one is read at the same place, as one part."""
+    ins = clause.instruction
+    placed = last.region or last.position not in (None, NEXT)
+    follows = _is_plain(ins) and ins.position is None and last.label is not None
+    return (
+        BACKWARD
+        if clause.bare_and and follows and placed and not last.anchors and last.ramp is None
+        else None
+    )
+
+
+def _mixes(last: Instruction, clause: _Clause) -> str | None:
+    """ "angry and sad": two plain emotions joined by a conjunction ask for both on the same words."""
+    ins = clause.instruction
+    # the later one has no place of its own: it applies where the previous part does
+    both_plain = _is_plain(ins) and _is_plain(last) and ins.position is None
+    return BACKWARD if clause.joined and both_plain else None
+
+
+def _join_parts(
+    clauses: list[_Clause], rule: JoinRule, vocab: Vocabulary, warnings: list[str], separator: str = " and "
+) -> list[_Clause]:
+    """Neighbouring parts that `rule` joins become one part: one emotion (the stronger, see _choose) at
+    one place. `separator` joins the two texts in the warning when their emotions differ."""
     kept: list[_Clause] = []
     for clause in clauses:
-        ins = clause.instruction
-        last = kept[-1].instruction if kept else None
-        placed = ins.region or ins.anchors or ins.position not in (None, NEXT)
-        if (
-            last is not None
-            and clause.bare_and
-            and placed
-            and ins.label is not None
-            and last.label is not None
-            and not last.region
-            and not last.anchors
-            and last.position in (None, NEXT)
-            and last.ramp is None
-        ):
+        way = rule(kept[-1].instruction, clause) if kept else None
+        if way is None:
+            kept.append(clause)
+            continue
+        last, ins = kept[-1].instruction, clause.instruction
+        target = ins if way == FORWARD else last
+        assert last.label is not None and ins.label is not None
+        if last.label == ins.label:
+            target.intensity = max(ins.intensity, last.intensity)
+        else:
             named = [(last.label, last.intensity, last.text), (ins.label, ins.intensity, ins.text)]
-            if last.label == ins.label:
-                ins.intensity = max(ins.intensity, last.intensity)
-            else:
-                ins.label, ins.intensity = _choose(named, vocab, f"{last.text} and {ins.text}", warnings)
-            ins.text = f"{last.text} and {ins.text}"
-            ins.how = "; ".join(h for h in (last.how, ins.how) if h)
+            target.label, target.intensity = _choose(
+                named, vocab, f"{last.text}{separator}{ins.text}", warnings
+            )
+        target.how = "; ".join(h for h in dict.fromkeys((last.how, ins.how)) if h)
+        target.text = f"{last.text} and {ins.text}"
+        if way == FORWARD:
             if last.position == NEXT and ins.position is None:
                 ins.position = NEXT
             kept[-1] = clause
-            continue
-        kept.append(clause)
-    return kept
-
-
-def _share_backward(clauses: list[_Clause], vocab: Vocabulary, warnings: list[str]) -> list[_Clause]:
-    """ "keep the opening two sentences soft and sorrowful": a plain emotion joined by a plain "and" to a
-    placed one is read at the same place, as one part."""
-    kept: list[_Clause] = []
-    for clause in clauses:
-        ins = clause.instruction
-        last = kept[-1].instruction if kept else None
-        if (
-            last is not None
-            and clause.bare_and
-            and _is_plain(ins)
-            and ins.position is None
-            and last.label is not None
-            and (last.region or last.position not in (None, NEXT))
-            and not last.anchors
-            and last.ramp is None
-        ):
-            named = [(last.label, last.intensity, last.text), (ins.label or "", ins.intensity, ins.text)]
-            if last.label == ins.label:
-                last.intensity = max(ins.intensity, last.intensity)
-            else:
-                last.label, last.intensity = _choose(named, vocab, f"{last.text} and {ins.text}", warnings)
-                last.how = "; ".join(h for h in (last.how, ins.how) if h)
-            last.text = f"{last.text} and {ins.text}"
-            continue
-        kept.append(clause)
     return kept
 
 
@@ -482,32 +486,6 @@ def _inherit(clauses: list[_Clause], warnings: list[str]) -> None:
                 ins.intensity = max(ins.intensity, previous.intensity)  # fall from where it was
         if ins.label is not None:
             previous = ins
-
-
-def _merge_mixed(clauses: list[_Clause], vocab: Vocabulary, warnings: list[str]) -> list[_Clause]:
-    """ "angry and sad": two plain emotions joined by a conjunction ask for both on the same words."""
-    merged: list[_Clause] = []
-    for clause in clauses:
-        ins = clause.instruction
-        last = merged[-1].instruction if merged else None
-        if (
-            last is not None
-            and clause.joined
-            and _is_plain(ins)
-            and _is_plain(last)
-            and ins.position is None  # no place of its own: it applies where the previous part does
-        ):
-            assert ins.label is not None and last.label is not None
-            if ins.label != last.label:
-                named = [(last.label, last.intensity, last.text), (ins.label, ins.intensity, ins.text)]
-                label, intensity = _choose(named, vocab, f"{last.text}; {ins.text}", warnings)
-            else:
-                label, intensity = ins.label, max(ins.intensity, last.intensity)
-            last.label, last.intensity = label, intensity
-            last.text = f"{last.text} and {ins.text}"
-            continue
-        merged.append(clause)
-    return merged
 
 
 def _is_plain(ins: Instruction) -> bool:

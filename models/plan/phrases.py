@@ -111,9 +111,7 @@ def read_phrase(tokens: list[str], vocab: Vocabulary, lexicon: ToneLexicon | Non
                 phrase.blends.append(token)
                 label, value = vocab.blends[token].dominant
                 phrase.emotions.append((label, value, token))
-        elif (hit := lookup_emotion(token, vocab)) is not None or (
-            lexicon is not None and (hit := lookup_emotion(token, vocab, lexicon)) is not None
-        ):
+        elif (hit := lookup_emotion(token, vocab, lexicon)) is not None:
             if negate:
                 phrase.negated.append(token)
             else:

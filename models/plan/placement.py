@@ -152,6 +152,7 @@ def place(
 
     `notes` are readings of parts that place nothing on purpose (negated or someone else's emotion).
     """
+    instructions = list(instructions)  # a part whose content is missing is replaced, not edited in place
     n = len(words)
     cues: list[Cue | None] = [None] * n
     owner: list[tuple[int, int] | None] = [None] * n  # (level, instruction number) that set each word

@@ -263,7 +263,7 @@ class Stash:
             if kind == CONTENT:
                 lead = match.group(1) if match.group(1) and number not in self.starts_there else ""
                 return lead + self.written[number]
-            return f"<{number}>"
+            return str(Place(span=self.spans[number]))
 
         return " ".join(_SHOWN_RE.sub(show, text).split())
 
