@@ -1,41 +1,18 @@
-"""The diffusion render engine (TIE-TFG on Hallo's architecture) as a diffusers pipeline."""
+"""The diffusion render engine: Hallo's released model, loaded strictly, with TIE-TFG's emotion adapter."""
 
-from models.render.diffusion.convert import HalloConversion, load_hallo_state_dict, map_hallo_key
-from models.render.diffusion.engine import (
-    DiffusionRenderer,
-    build_tiny_pipeline,
-    hash_weights_dir,
-    load_pipeline,
-)
-from models.render.diffusion.modules import (
-    AudioProjection,
-    EmoTalkUNet,
-    EmotionProjection,
-    FaceLocator,
-    GatedFusion,
-    HierarchicalCrossAttnProcessor,
-    ReferenceAttnProcessor,
-    TemporalAttention,
-)
-from models.render.diffusion.pipeline import EmoTalkPipeline, EmoTalkPipelineOutput, hallo_scheduler_config
+from models.render.diffusion.engine import DiffusionRenderer, hash_weights_dir
+from models.render.diffusion.pipeline import HalloPipeline, HalloPipelineOutput, hallo_scheduler_config
+from models.render.diffusion.tiny import write_tiny_weights
+from models.render.diffusion.weights import WeightsReport, check_weights, load_pipeline
 
 __all__ = [
-    "AudioProjection",
     "DiffusionRenderer",
-    "EmoTalkPipeline",
-    "EmoTalkPipelineOutput",
-    "EmoTalkUNet",
-    "EmotionProjection",
-    "FaceLocator",
-    "GatedFusion",
-    "HalloConversion",
-    "HierarchicalCrossAttnProcessor",
-    "ReferenceAttnProcessor",
-    "TemporalAttention",
-    "build_tiny_pipeline",
+    "HalloPipeline",
+    "HalloPipelineOutput",
+    "WeightsReport",
+    "check_weights",
     "hallo_scheduler_config",
     "hash_weights_dir",
-    "load_hallo_state_dict",
     "load_pipeline",
-    "map_hallo_key",
+    "write_tiny_weights",
 ]

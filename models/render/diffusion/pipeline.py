@@ -1,72 +1,55 @@
-"""EmoTalkPipeline: reference portrait + speech + per-frame emotion -> talking-face frames (diffusers).
+"""HalloPipeline: a portrait, speech and an emotion curve -> talking-face frames, as Hallo makes them.
 
-Clip-wise generation as in Hallo: the video is made `clip_frames` frames at a time; the last
-`motion_frames` latents of a clip go, with the reference image, through the ReferenceNet of the next
-clip, so motion carries over. The first clip uses the reference itself as its motion frames. A last clip
-shorter than `clip_frames` is padded with its final condition and cut after decoding.
+    portrait --VAE--> reference latents --ReferenceNet--> bank (portrait + motion-frame tokens)
+    identity embedding --ImageProjection--> face tokens
+    face-region mask --FaceLocator--> features added after the UNet's conv_in
+    speech --wav2vec2--> windows --AudioProjection--> f_a --EmotionAdapter(curve)--> c
+    noise --DenoisingUNet(bank, face tokens, c, masks) x steps, DDIM--> latents --VAE--> frames
+
+The video is made 16 frames at a time (Hallo's clip). The next clip's ReferenceNet sees the portrait
+and the last two frames of the clip before it, so motion carries over. Every setting defaults to
+Hallo's inference (configs/inference/default.yaml): 40 DDIM steps, guidance 3.5, 2 motion frames.
+
+Emotion without training: each clip may bring its own reference image (the portrait with the clip's
+mean expression applied by the preview rig); the ReferenceNet then carries that expression. Its effect
+on the real weights is unverified (docs/diffusion.md).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from diffusers.models import AutoencoderKL, UNet2DConditionModel  # not `diffusers`: mypy sees dummies there
 from diffusers.pipelines.pipeline_utils import DiffusionPipeline
 from diffusers.schedulers.scheduling_ddim import DDIMScheduler
 from diffusers.utils import BaseOutput
 from diffusers.utils.torch_utils import randn_tensor
-from scipy.signal import resample_poly
 from transformers import Wav2Vec2Model
 
-from models.render.diffusion.masks import mask_pyramid, region_masks_from_landmarks
-from models.render.diffusion.modules import (
-    AudioProjection,
-    EmoTalkUNet,
-    EmotionProjection,
-    FaceLocator,
-    GatedFusion,
-    ReferenceBank,
-    install_reference_writers,
-)
+from models.render.diffusion.audio import hallo_audio_features
+from models.render.diffusion.conditions import AudioProjection, EmotionAdapter, FaceLocator, ImageProjection
+from models.render.diffusion.masks import HalloMasks, hallo_masks
+from models.render.diffusion.reference import ReferenceBank, install_bank_writers
+from models.render.diffusion.unet import AudioConditions, DenoisingUNet
 
-AUDIO_SAMPLE_RATE = 16_000  # wav2vec2's rate
-
-# component name -> class: the explicit loader below uses this, so no registry lookup by module name
-COMPONENTS: dict[str, Any] = {
-    "vae": AutoencoderKL,
-    "reference_net": UNet2DConditionModel,
-    "denoising_unet": EmoTalkUNet,
-    "audio_encoder": Wav2Vec2Model,
-    "audio_projection": AudioProjection,
-    "emotion_projection": EmotionProjection,
-    "fusion": GatedFusion,
-    "face_locator": FaceLocator,
-    "scheduler": DDIMScheduler,
-}
-
-
-@dataclass
-class EmoTalkPipelineOutput(BaseOutput):
-    """frames: [n, H, W, 3] uint8, or with `stream=True` an iterator of such arrays, one per clip."""
-
-    frames: np.ndarray | Iterator[np.ndarray]
+LATENT_SCALE = 0.18215  # Hallo multiplies by this constant, whatever the VAE config says
+CLIP_FRAMES = 16
+MOTION_FRAMES = 2
+REGION_WEIGHTS = (1.0, 1.0, 1.0)  # pose, face, lip: Hallo's defaults
 
 
 def hallo_scheduler_config() -> dict[str, Any]:
-    """DDIM with v-prediction and zero terminal SNR (Hallo's inference scheduler)."""
+    """Hallo's inference DDIM: linear betas, v-prediction, zero terminal SNR, trailing timesteps."""
     return {
         "num_train_timesteps": 1000,
         "beta_start": 0.00085,
         "beta_end": 0.012,
-        "beta_schedule": "scaled_linear",
+        "beta_schedule": "linear",  # Hallo switches to scaled_linear only for its training scheduler
         "clip_sample": False,
-        "set_alpha_to_one": False,
         "steps_offset": 1,
         "prediction_type": "v_prediction",
         "rescale_betas_zero_snr": True,
@@ -74,360 +57,361 @@ def hallo_scheduler_config() -> dict[str, Any]:
     }
 
 
-class EmoTalkPipeline(DiffusionPipeline):
-    """Talking-face video diffusion with emotion: Hallo's architecture plus TIE-TFG's gated emotion fusion.
+@dataclass
+class HalloPipelineOutput(BaseOutput):
+    """frames: [n, H, W, 3] uint8, or with `stream=True` an iterator of such arrays, one per clip."""
 
-    Components: vae (AutoencoderKL), reference_net (UNet2DConditionModel), denoising_unet (EmoTalkUNet),
-    audio_encoder (transformers Wav2Vec2Model), audio_projection, emotion_projection, fusion (GatedFusion),
-    face_locator, scheduler (DDIMScheduler).
-    """
+    frames: np.ndarray | Iterator[np.ndarray]
+
+
+@dataclass(frozen=True)
+class ClipConditions:
+    """Everything one clip is denoised with, already batched for guidance where it applies."""
+
+    reference: torch.Tensor  # [1 + m, 3, H, W] pixels in -1..1: the portrait, then the motion frames
+    face_tokens: torch.Tensor  # [1 or 2, n, dim]
+    face_features: torch.Tensor  # [1 or 2, C, f, h, w]
+    audio: AudioConditions
+
+
+class HalloPipeline(DiffusionPipeline):
+    """Hallo's network and inference, plus TIE-TFG's emotion adapter on its audio tokens."""
 
     # diffusers leaves this None in DiffusionPipeline (so mypy infers None); every pipeline sets a str
     model_cpu_offload_seq = (
-        "audio_encoder->audio_projection->emotion_projection"  # type: ignore[assignment]
-        "->fusion->face_locator->vae->reference_net->denoising_unet"
+        "audio_encoder->audio_proj->emotion_adapter->image_proj->"  # type: ignore[assignment]
+        "face_locator->vae->reference_unet->denoising_unet"
     )
 
-    # set by register_modules (setattr); declared so the components have types
     vae: AutoencoderKL
-    reference_net: UNet2DConditionModel
-    denoising_unet: EmoTalkUNet
-    audio_encoder: Wav2Vec2Model
-    audio_projection: AudioProjection
-    emotion_projection: EmotionProjection
-    fusion: GatedFusion
+    reference_unet: UNet2DConditionModel
+    denoising_unet: DenoisingUNet
     face_locator: FaceLocator
+    image_proj: ImageProjection
+    audio_proj: AudioProjection
+    emotion_adapter: EmotionAdapter
+    audio_encoder: Wav2Vec2Model
     scheduler: DDIMScheduler
 
     def __init__(
         self,
         vae: AutoencoderKL,
-        reference_net: UNet2DConditionModel,
-        denoising_unet: EmoTalkUNet,
-        audio_encoder: Wav2Vec2Model,
-        audio_projection: AudioProjection,
-        emotion_projection: EmotionProjection,
-        fusion: GatedFusion,
+        reference_unet: UNet2DConditionModel,
+        denoising_unet: DenoisingUNet,
         face_locator: FaceLocator,
+        image_proj: ImageProjection,
+        audio_proj: AudioProjection,
+        emotion_adapter: EmotionAdapter,
+        audio_encoder: Wav2Vec2Model,
         scheduler: DDIMScheduler,
     ) -> None:
         super().__init__()
         self.register_modules(
             vae=vae,
-            reference_net=reference_net,
+            reference_unet=reference_unet,
             denoising_unet=denoising_unet,
-            audio_encoder=audio_encoder,
-            audio_projection=audio_projection,
-            emotion_projection=emotion_projection,
-            fusion=fusion,
             face_locator=face_locator,
+            image_proj=image_proj,
+            audio_proj=audio_proj,
+            emotion_adapter=emotion_adapter,
+            audio_encoder=audio_encoder,
             scheduler=scheduler,
         )
-        install_reference_writers(reference_net)
+        self.bank = ReferenceBank()
+        install_bank_writers(reference_unet, self.bank)
         self.vae_scale_factor = 2 ** (len(vae.config["block_out_channels"]) - 1)
-
-    # -- loading ---------------------------------------------------------------------------------------
-
-    @classmethod
-    def from_pretrained(  # type: ignore[override]
-        cls,
-        pretrained_model_name_or_path: str | Path,
-        torch_dtype: torch.dtype | None = None,
-        **kwargs: Any,
-    ) -> EmoTalkPipeline:
-        """Load every component from its subfolder (a local directory or a hub id).
-
-        Each component goes through its own class's `from_pretrained`, so our custom classes need no
-        registry lookup; hub downloads, caching and HF_HUB_OFFLINE behave as they do for any diffusers or
-        transformers model. Components given as keyword arguments are used as they are.
-        """
-        source = str(pretrained_model_name_or_path)
-        components: dict[str, Any] = {}
-        for name, klass in COMPONENTS.items():
-            if name in kwargs:
-                components[name] = kwargs.pop(name)
-                continue
-            if klass is DDIMScheduler:
-                components[name] = klass.from_pretrained(source, subfolder=name)
-            else:
-                load_kwargs: dict[str, Any] = {"subfolder": name}
-                if torch_dtype is not None:
-                    load_kwargs["dtype" if klass is Wav2Vec2Model else "torch_dtype"] = torch_dtype
-                components[name] = klass.from_pretrained(source, **load_kwargs, **kwargs)
-        return cls(**components)
 
     # -- conditions ------------------------------------------------------------------------------------
 
-    @torch.no_grad()
-    def encode_audio(
-        self, audio: np.ndarray, sampling_rate: int, num_frames: int, fps: float
+    def encode_pixels(self, pixels: torch.Tensor) -> torch.Tensor:
+        """[n, 3, H, W] in -1..1 -> latents [n, 4, H/8, W/8] (the posterior mean, as Hallo)."""
+        pixels = pixels.to(self.vae.device, self.vae.dtype)
+        return self.vae.encode(pixels).latent_dist.mean * LATENT_SCALE
+
+    def decode_latents(self, latents: torch.Tensor) -> torch.Tensor:
+        """[1, 4, f, h, w] -> video [1, 3, f, H, W] in 0..1, one frame at a time as Hallo decodes."""
+        frames = latents[0].transpose(0, 1) / LATENT_SCALE
+        decoded = torch.cat([self.vae.decode(frame[None].to(self.vae.dtype)).sample for frame in frames])
+        return (decoded / 2 + 0.5).clamp(0, 1).transpose(0, 1)[None]
+
+    def audio_tokens(
+        self,
+        windows: torch.Tensor,
+        emotion_probs: torch.Tensor | None,
+        emotion_intensity: torch.Tensor | None,
     ) -> torch.Tensor:
-        """wav2vec2 hidden states of every layer, interpolated to video frames, in 5-frame windows,
-        projected: [num_frames, tokens, dim]."""
-        projection = self.audio_projection
-        windows = self.audio_windows(audio, sampling_rate, num_frames, fps)
-        return projection(windows.to(projection.device, projection.dtype))
+        """Windows [1, f, 5, layers, channels] -> c [1, f, tokens, dim]; no emotion: f_a itself."""
+        f_audio = self.audio_proj(windows.to(self.audio_proj.device, self.audio_proj.dtype))
+        if emotion_probs is None or emotion_intensity is None:
+            return f_audio
+        flat = f_audio[0].to(self.emotion_adapter.dtype)
+        adapter = self.emotion_adapter
+        fused = adapter(flat, emotion_probs.to(flat), emotion_intensity.to(flat))
+        return fused[None].to(f_audio)
+
+    def clip_conditions(
+        self,
+        reference: torch.Tensor,
+        face_embedding: torch.Tensor,
+        face_region: torch.Tensor,
+        masks: HalloMasks,
+        audio_tokens: torch.Tensor,
+        guidance: bool,
+        region_weights: tuple[float, float, float] | None = REGION_WEIGHTS,
+    ) -> ClipConditions:
+        """Batch one clip's conditions as Hallo does: [unconditional; conditional] under guidance.
+
+        Unconditional: the projection of a zero identity, no face-locator features, zero audio tokens;
+        the masks and the reference stay.
+        """
+        unet = self.denoising_unet
+        device, dtype = unet.device, unet.dtype
+        frames = audio_tokens.shape[1]
+        embedding = face_embedding.reshape(1, -1).to(self.image_proj.device, self.image_proj.dtype)
+        face_tokens = self.image_proj(embedding)
+        region = face_region.reshape(1, 3, 1, *face_region.shape[-2:]).expand(-1, -1, frames, -1, -1)
+        features = self.face_locator(region.to(self.face_locator.device, self.face_locator.dtype))
+        tokens = audio_tokens[0]
+        levels = {
+            name: [m.expand(frames, -1) for m in getattr(masks, name)] for name in ("full", "face", "lip")
+        }
+        if guidance:
+            face_tokens = torch.cat([self.image_proj(torch.zeros_like(embedding)), face_tokens])
+            features = torch.cat([torch.zeros_like(features), features])
+            tokens = torch.cat([torch.zeros_like(tokens), tokens])
+            levels = {name: [torch.cat([m, m]) for m in level] for name, level in levels.items()}
+        audio = AudioConditions(
+            tokens=tokens.to(device, dtype),
+            masks={name: [m.to(device, dtype) for m in level] for name, level in levels.items()},
+            weights=region_weights,
+        )
+        return ClipConditions(
+            reference=reference,
+            face_tokens=face_tokens.to(device, dtype),
+            face_features=features.to(device, dtype),
+            audio=audio,
+        )
+
+    # -- one clip --------------------------------------------------------------------------------------
 
     @torch.no_grad()
-    def audio_windows(
-        self, audio: np.ndarray, sampling_rate: int, num_frames: int, fps: float
+    def denoise_clip(
+        self,
+        conditions: ClipConditions,
+        num_frames: int,
+        num_inference_steps: int = 40,
+        guidance_scale: float = 3.5,
+        generator: torch.Generator | None = None,
+        latents: torch.Tensor | None = None,
+        callback: Callable[[int], None] | None = None,
     ) -> torch.Tensor:
-        """The frozen half of `encode_audio`: [num_frames, window, layers, channels] wav2vec2 features.
+        """One clip of `num_frames` frames -> video [1, 3, f, H, W] in 0..1 (Hallo's FaceAnimatePipeline)."""
+        unet = self.denoising_unet
+        device, dtype = unet.device, unet.dtype
+        guidance = guidance_scale > 1.0
+        height, width = conditions.reference.shape[-2:]
 
-        Split out so training can run the (trainable) audio projection with gradients."""
-        samples = np.asarray(audio, dtype=np.float32).reshape(-1)
-        if sampling_rate != AUDIO_SAMPLE_RATE:
-            g = int(np.gcd(int(sampling_rate), AUDIO_SAMPLE_RATE))
-            samples = resample_poly(samples, AUDIO_SAMPLE_RATE // g, int(sampling_rate) // g).astype(
-                np.float32
-            )
-        # cover every frame, and give the conv front end at least its receptive field (400 samples)
-        need = max(400, int(np.ceil(num_frames / fps * AUDIO_SAMPLE_RATE)))
-        samples = np.pad(samples, (0, max(0, need - len(samples))))
-        samples = (samples - samples.mean()) / np.sqrt(samples.var() + 1e-7)  # as Wav2Vec2FeatureExtractor
-        encoder = self.audio_encoder
-        wave = torch.from_numpy(samples)[None].to(encoder.device, encoder.dtype)
-        hidden = encoder(wave, output_hidden_states=True).hidden_states[1:]  # the transformer layers
-        feats = torch.stack(hidden, dim=2)[0]  # [T, layers, C] at 50 Hz
-        t, layers, channels = feats.shape
-        # resample the time axis to exactly num_frames (linear, as Hallo does)
-        feats = F.interpolate(feats.reshape(t, -1).T[None].float(), size=num_frames, mode="linear")
-        feats = feats[0].T.reshape(num_frames, layers, channels)
-        window = self.audio_projection.config["window"]
-        half = window // 2
-        padded = torch.cat([feats[:1].expand(half, -1, -1), feats, feats[-1:].expand(half, -1, -1)])
-        return padded.unfold(0, window, 1).permute(0, 3, 1, 2)  # [frames, window, layers, C]
+        # 1. Timesteps
+        self.scheduler.set_timesteps(num_inference_steps, device=device)
 
-    @torch.no_grad()
-    def encode_emotion(self, probs: np.ndarray, intensity: np.ndarray) -> torch.Tensor:
-        projection = self.emotion_projection
-        p = torch.as_tensor(np.asarray(probs, np.float32), device=projection.device, dtype=projection.dtype)
-        i = torch.as_tensor(
-            np.asarray(intensity, np.float32), device=projection.device, dtype=projection.dtype
+        # 2. Initial noise
+        shape = (
+            1,
+            unet.config["in_channels"],
+            num_frames,
+            height // self.vae_scale_factor,
+            width // self.vae_scale_factor,
         )
-        return projection(p, i)
+        if latents is None:
+            latents = randn_tensor(shape, generator=generator, device=device, dtype=dtype)
+        latents = latents.to(device, dtype) * self.scheduler.init_noise_sigma
 
-    @torch.no_grad()
-    def encode_image(self, image: np.ndarray) -> torch.Tensor:
-        """uint8 [H, W, 3] or [n, H, W, 3] -> scaled latents [n, 4, H/8, W/8] (the distribution's mode)."""
-        x = torch.from_numpy(np.asarray(image)).reshape(-1, *np.shape(image)[-3:])
-        x = x.permute(0, 3, 1, 2).to(self.vae.device, self.vae.dtype) / 127.5 - 1.0
-        return self.vae.encode(x).latent_dist.mode() * self.vae.config["scaling_factor"]
-
-    @torch.no_grad()
-    def decode_latents(self, latents: torch.Tensor) -> np.ndarray:
-        """[n, 4, h, w] -> uint8 [n, H, W, 3], one frame at a time to keep memory flat."""
-        frames = []
-        for latent in latents:
-            scaled = latent[None].to(self.vae.dtype) / self.vae.config["scaling_factor"]
-            image = self.vae.decode(scaled).sample
-            frames.append(((image[0].float().clamp(-1, 1) + 1) * 127.5).round().byte().permute(1, 2, 0))
-        return torch.stack(frames).cpu().numpy()
-
-    @torch.no_grad()
-    def encode_reference(self, latents: torch.Tensor) -> ReferenceBank:
-        """Run the ReferenceNet once on [n_ref, 4, h, w] (reference + motion frames) at t = 0.
-
-        Returns each self-attention's input, joined over the n_ref images: [1, n_ref * seq, C]."""
-        net = self.reference_net
-        bank: ReferenceBank = {}
-        context = torch.zeros(
-            latents.shape[0], 1, net.config["cross_attention_dim"], device=net.device, dtype=net.dtype
-        )
-        net(
-            latents.to(net.device, net.dtype),
-            torch.zeros(latents.shape[0], device=net.device, dtype=torch.long),
-            encoder_hidden_states=context,
-            cross_attention_kwargs={"reference_bank": bank},
+        # 3. The reference bank: portrait and motion frames through the ReferenceNet, once per clip
+        reference_latents = self.encode_pixels(conditions.reference)
+        if guidance:
+            reference_latents = torch.cat([reference_latents, reference_latents])
+        self.bank.clear()
+        ref_unet = self.reference_unet
+        ref_unet(
+            reference_latents.to(ref_unet.device, ref_unet.dtype),
+            torch.zeros((), device=ref_unet.device),
+            encoder_hidden_states=conditions.face_tokens.to(ref_unet.device, ref_unet.dtype),
             return_dict=False,
         )
-        return {k: v.reshape(1, -1, v.shape[-1]) for k, v in bank.items()}
 
-    # -- checks ----------------------------------------------------------------------------------------
+        # 4. Denoising loop
+        for step, t in enumerate(self.scheduler.timesteps):
+            model_input = torch.cat([latents, latents]) if guidance else latents
+            model_input = self.scheduler.scale_model_input(model_input, t)
+            prediction = unet(
+                model_input,
+                t,
+                encoder_hidden_states=conditions.face_tokens,
+                audio=conditions.audio,
+                reference=self.bank,
+                guidance=guidance,
+                face_features=conditions.face_features,
+            ).sample
+            if guidance:
+                uncond, cond = prediction.chunk(2)
+                prediction = uncond + guidance_scale * (cond - uncond)
+            latents = self.scheduler.step(prediction, t, latents, return_dict=False)[0]
+            if callback is not None:
+                callback(step + 1)
+        self.bank.clear()
+
+        # 5. Decode
+        return self.decode_latents(latents)
+
+    # -- a whole video ---------------------------------------------------------------------------------
 
     def check_inputs(
         self,
-        reference_image: np.ndarray,
+        portrait: np.ndarray,
         landmarks: np.ndarray,
         audio: np.ndarray,
-        sampling_rate: int,
-        emotion_probs: np.ndarray,
-        emotion_intensity: np.ndarray,
-        num_frames: int,
+        sample_rate: int,
+        face_embedding: np.ndarray,
+        emotion_probs: np.ndarray | None,
+        emotion_intensity: np.ndarray | None,
+        clip_references: Sequence[np.ndarray] | None,
         num_inference_steps: int,
         guidance_scale: float,
-        clip_frames: int,
-        motion_frames: int,
     ) -> None:
-        image = np.asarray(reference_image)
-        if (
-            image.ndim != 3
-            or image.shape[2] != 3
-            or image.shape[0] != image.shape[1]
-            or image.dtype != np.uint8
-        ):
+        if portrait.ndim != 3 or portrait.shape[2] != 3 or portrait.shape[0] != portrait.shape[1]:
+            raise ValueError(f"portrait must be a square RGB image [S, S, 3], got shape {portrait.shape}")
+        if portrait.shape[0] % 64:
+            raise ValueError(f"portrait side must be a multiple of 64, got {portrait.shape[0]}")
+        if portrait.dtype != np.uint8:
+            raise ValueError(f"portrait must be uint8, got {portrait.dtype}")
+        if np.asarray(landmarks).shape != (468, 2):
             raise ValueError(
-                "reference_image must be a square (size, size, 3) uint8 array, "
-                f"got {image.shape} {image.dtype}"
+                f"landmarks must be MediaPipe's (468, 2) points, got {np.asarray(landmarks).shape}"
             )
-        # every UNet level must halve evenly, or skip connections do not line up
-        multiple = self.vae_scale_factor * 2 ** (len(self.denoising_unet.config["block_out_channels"]) - 1)
-        if image.shape[0] % multiple:
-            raise ValueError(f"reference_image size must be a multiple of {multiple}, got {image.shape[0]}")
-        if np.shape(landmarks) != (468, 2):
-            raise ValueError(f"landmarks must have shape (468, 2), got {np.shape(landmarks)}")
-        if np.ndim(audio) != 1:
-            raise ValueError(f"audio must be a 1-D array of samples, got shape {np.shape(audio)}")
-        if sampling_rate <= 0:
-            raise ValueError(f"sampling_rate must be positive, got {sampling_rate}")
-        if num_frames < 1:
-            raise ValueError(f"num_frames must be at least 1, got {num_frames}")
-        labels = len(self.emotion_projection.config["labels"])
-        if np.shape(emotion_probs) != (num_frames, labels):
+        if audio.ndim != 1 or audio.size == 0 or sample_rate <= 0:
+            raise ValueError(f"audio must be non-empty mono samples with a positive rate, got {audio.shape}")
+        expected = self.image_proj.config["clip_embeddings_dim"]
+        if face_embedding.shape != (expected,) or not np.isfinite(face_embedding).all():
             raise ValueError(
-                f"emotion_probs must have shape (num_frames, labels) = ({num_frames}, {labels}), "
-                f"got {np.shape(emotion_probs)}"
+                f"face_embedding must be {expected} finite floats, got shape {face_embedding.shape}"
             )
-        if np.shape(emotion_intensity) != (num_frames,):
+        if (emotion_probs is None) != (emotion_intensity is None):
+            raise ValueError("give both emotion_probs and emotion_intensity, or neither")
+        if emotion_probs is not None and emotion_probs.shape[1] != len(self.emotion_adapter.config["labels"]):
             raise ValueError(
-                f"emotion_intensity must have shape ({num_frames},), got {np.shape(emotion_intensity)}"
+                f"emotion_probs must have one column per adapter label "
+                f"{list(self.emotion_adapter.config['labels'])}, got {emotion_probs.shape[1]}"
             )
+        for image in clip_references or ():
+            if image.shape != portrait.shape or image.dtype != np.uint8:
+                raise ValueError(f"each clip reference must look like the portrait {portrait.shape} uint8")
         if num_inference_steps < 1:
             raise ValueError(f"num_inference_steps must be at least 1, got {num_inference_steps}")
         if guidance_scale < 1.0:
-            raise ValueError(f"guidance_scale must be >= 1 (1 disables guidance), got {guidance_scale}")
-        if clip_frames < 1:
-            raise ValueError(f"clip_frames must be at least 1, got {clip_frames}")
-        if not motion_frames >= 0:
-            raise ValueError(f"motion_frames must be >= 0, got {motion_frames}")
-
-    # -- generation ------------------------------------------------------------------------------------
+            raise ValueError(f"guidance_scale must be >= 1 (1 turns guidance off), got {guidance_scale}")
 
     @torch.no_grad()
     def __call__(
         self,
-        reference_image: np.ndarray,
+        portrait: np.ndarray,
         landmarks: np.ndarray,
         audio: np.ndarray,
-        sampling_rate: int,
-        emotion_probs: np.ndarray,
-        emotion_intensity: np.ndarray,
-        num_frames: int,
-        fps: float = 25.0,
+        sample_rate: int,
+        face_embedding: np.ndarray,
+        fps: int = 25,
+        emotion_probs: np.ndarray | None = None,
+        emotion_intensity: np.ndarray | None = None,
+        clip_references: Sequence[np.ndarray] | None = None,
         num_inference_steps: int = 40,
         guidance_scale: float = 3.5,
-        clip_frames: int = 16,
-        motion_frames: int = 2,
+        clip_frames: int = CLIP_FRAMES,
+        motion_frames: int = MOTION_FRAMES,
         generator: torch.Generator | None = None,
         callback: Callable[[int, int], None] | None = None,
         stream: bool = False,
-    ) -> EmoTalkPipelineOutput:
-        """Generate `num_frames` frames of the portrait speaking `audio` with the given emotion per frame.
+    ) -> HalloPipelineOutput:
+        """The portrait speaking `audio`: one frame per 1/fps s of audio, as Hallo's inference script.
 
-        reference_image: uint8 [S, S, 3]; landmarks: MediaPipe (468, 2) pixel coordinates in it;
-        emotion_probs: [num_frames, labels] in `emotion_projection.config.labels` order;
-        emotion_intensity: [num_frames] in 0..1. callback(done_frames, num_frames) after every clip.
+        emotion_probs [frames, labels] (the adapter's label order) and emotion_intensity [frames] feed the
+        adapter; clip_references, one image per clip, replace the portrait in that clip's ReferenceNet.
+        callback(done_steps, total_steps) after every denoising step.
         """
         # 1. Check inputs
         self.check_inputs(
-            reference_image, landmarks, audio, sampling_rate, emotion_probs, emotion_intensity,
-            num_frames, num_inference_steps, guidance_scale, clip_frames, motion_frames,
+            portrait, landmarks, audio, sample_rate, face_embedding, emotion_probs, emotion_intensity,
+            clip_references, num_inference_steps, guidance_scale,
         )  # fmt: skip
 
         # 2. Define call parameters
-        device = self.denoising_unet.device
-        dtype = self.denoising_unet.dtype
-        do_cfg = guidance_scale > 1.0
-        size = reference_image.shape[0]
-        latent_size = size // self.vae_scale_factor
+        size = portrait.shape[0]
+        guidance = guidance_scale > 1.0
 
-        # 3. Encode conditions: c = f_a + gate(f_a) * f_emo for every frame
-        f_audio = self.encode_audio(audio, sampling_rate, num_frames, fps)
-        f_emotion = self.encode_emotion(emotion_probs, emotion_intensity)
-        condition = self.fusion(f_audio.to(self.fusion.dtype), f_emotion.to(self.fusion.dtype))
+        # 3. Encode conditions: audio windows for every frame (padded to whole clips), masks, identity
+        windows, num_frames = hallo_audio_features(self.audio_encoder, audio, sample_rate, fps, clip_frames)
+        clips = windows.shape[0] // clip_frames
+        if clip_references is not None and len(clip_references) != clips:
+            raise ValueError(f"{len(clip_references)} clip references for {clips} clips")
+        probs, intensity = _padded_curve(emotion_probs, emotion_intensity, windows.shape[0])
+        tokens = self.audio_tokens(windows[None], probs, intensity)
+        masks = hallo_masks(np.asarray(landmarks, np.float32), size)
+        embedding = torch.from_numpy(np.asarray(face_embedding, np.float32))
+        total_steps = clips * num_inference_steps
 
-        # 4. Prepare timesteps (set again per clip: the scheduler keeps state)
-        self.scheduler.set_timesteps(num_inference_steps, device=device)
+        def generate() -> Iterator[np.ndarray]:
+            motion = None
+            for clip in range(clips):
+                image = clip_references[clip] if clip_references is not None else portrait
+                portrait_pixels = _to_pixels(image)
+                # the first clip starts from the portrait's own pose
+                previous = portrait_pixels.expand(motion_frames, -1, -1, -1) if motion is None else motion
+                conditions = self.clip_conditions(
+                    torch.cat([portrait_pixels, previous]),
+                    embedding,
+                    masks.face_region,
+                    masks,
+                    tokens[:, clip * clip_frames : (clip + 1) * clip_frames],
+                    guidance,
+                )
+                done = clip * num_inference_steps
+                video = self.denoise_clip(
+                    conditions,
+                    clip_frames,
+                    num_inference_steps,
+                    guidance_scale,
+                    generator=generator,
+                    callback=_offset(callback, done, total_steps),
+                )
+                motion = video[0, :, clip_frames - motion_frames :].transpose(0, 1) * 2.0 - 1.0
+                keep = min(clip_frames, num_frames - clip * clip_frames)
+                frames = video[0, :, :keep].permute(1, 2, 3, 0).float().cpu().numpy()
+                yield np.round(frames * 255).astype(np.uint8)
 
-        # 5. Prepare reference latents, region masks and face-locator features
-        reference = self.encode_image(reference_image)  # [1, 4, h, w]
-        masks = region_masks_from_landmarks(landmarks, size)
-        levels = len(self.denoising_unet.config["block_out_channels"])
-        pyramid = mask_pyramid(masks, latent_size, levels, tuple(self.denoising_unet.config["regions"]))
-        pyramid = {k: {r: m.to(device, dtype) for r, m in v.items()} for k, v in pyramid.items()}
-        face = torch.from_numpy(masks["face"])[None, None].to(
-            self.face_locator.device, self.face_locator.dtype
-        )
-        face_features = self.face_locator(face).to(device, dtype)
-
-        # 6. Denoising loop, clip by clip; 7. Post-process (decode) each clip as it is done
-        clips = self._clips(
-            condition=condition, reference=reference, pyramid=pyramid, face_features=face_features,
-            num_frames=num_frames, num_inference_steps=num_inference_steps, guidance_scale=guidance_scale,
-            do_cfg=do_cfg, clip_frames=clip_frames, motion_frames=motion_frames, generator=generator,
-            callback=callback,
-        )  # fmt: skip
         if stream:
-            return EmoTalkPipelineOutput(frames=clips)
-        return EmoTalkPipelineOutput(frames=np.concatenate(list(clips)))
+            return HalloPipelineOutput(frames=generate())
+        return HalloPipelineOutput(frames=np.concatenate(list(generate())))
 
-    def _clips(
-        self,
-        condition: torch.Tensor,
-        reference: torch.Tensor,
-        pyramid: dict[int, dict[str, torch.Tensor]],
-        face_features: torch.Tensor,
-        num_frames: int,
-        num_inference_steps: int,
-        guidance_scale: float,
-        do_cfg: bool,
-        clip_frames: int,
-        motion_frames: int,
-        generator: torch.Generator | None,
-        callback: Callable[[int, int], None] | None,
-    ) -> Iterator[np.ndarray]:
-        device, dtype = self.denoising_unet.device, self.denoising_unet.dtype
-        motion = reference.repeat(motion_frames, 1, 1, 1)  # the first clip starts from the reference pose
-        if do_cfg:  # unconditional half: no audio, no emotion (zeros, as Hallo drops audio)
-            face_features = torch.cat([face_features, face_features])
-        done = 0
-        while done < num_frames:
-            with torch.no_grad():
-                valid = min(clip_frames, num_frames - done)
-                # pad a short last clip with its final condition so the UNet always sees clip_frames
-                c = condition[done : done + valid]
-                c = torch.cat([c, c[-1:].expand(clip_frames - valid, -1, -1)])[None].to(device, dtype)
-                if do_cfg:
-                    c = torch.cat([torch.zeros_like(c), c])
-                bank = self.encode_reference(torch.cat([reference, motion]))
-                if do_cfg:
-                    bank = {k: torch.cat([v, v]) for k, v in bank.items()}
 
-                shape = (1, reference.shape[1], clip_frames, *reference.shape[2:])
-                latents = randn_tensor(shape, generator=generator, device=device, dtype=dtype)
-                latents = latents * self.scheduler.init_noise_sigma
-                self.scheduler.set_timesteps(num_inference_steps, device=device)
-                for t in self.scheduler.timesteps:
-                    model_input = torch.cat([latents, latents]) if do_cfg else latents
-                    model_input = self.scheduler.scale_model_input(model_input, t)
-                    prediction = self.denoising_unet(
-                        model_input,
-                        t,
-                        c,
-                        reference_bank=bank,
-                        region_masks=pyramid,
-                        face_features=face_features,
-                    )
-                    if do_cfg:
-                        uncond, cond = prediction.chunk(2)
-                        prediction = uncond + guidance_scale * (cond - uncond)
-                    latents = self.scheduler.step(prediction, t, latents, return_dict=False)[0]
+def _to_pixels(image: np.ndarray) -> torch.Tensor:
+    """uint8 [H, W, 3] -> [1, 3, H, W] in -1..1 (Hallo's Normalize([0.5], [0.5]))."""
+    return torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None].float() / 127.5 - 1.0
 
-                clip = latents[0].permute(1, 0, 2, 3)[:valid]  # [valid, 4, h, w]
-                if motion_frames:
-                    motion = torch.cat([motion, clip])[-motion_frames:]
-                frames = self.decode_latents(clip)
-            done += valid
-            if callback is not None:
-                callback(done, num_frames)
-            yield frames
+
+def _padded_curve(
+    probs: np.ndarray | None, intensity: np.ndarray | None, frames: int
+) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    """The curve at `frames` frames: cut, or padded with its last frame over the audio's padding."""
+    if probs is None or intensity is None:
+        return None, None
+    index = np.minimum(np.arange(frames), len(probs) - 1)
+    return torch.from_numpy(probs[index].astype(np.float32)), torch.from_numpy(
+        intensity[index].astype(np.float32)
+    )
+
+
+def _offset(
+    callback: Callable[[int, int], None] | None, done: int, total: int
+) -> Callable[[int], None] | None:
+    """A per-clip step callback reporting steps of the whole video."""
+    if callback is None:
+        return None
+    return lambda step: callback(done + step, total)
