@@ -18,6 +18,7 @@ from rich.text import Text
 from emoflow.commands.evaluate import evaluate_app
 from emoflow.commands.store import store_app
 from emoflow.commands.web import register as register_web_commands
+from emoflow.commands.weights import weights_app
 from kernel.errors import EmoflowError
 from kernel.runtime import configure_environment
 from kernel.settings import (
@@ -456,6 +457,7 @@ def _actor() -> str:
 register_web_commands(app)
 app.add_typer(evaluate_app, name="evaluate")
 app.add_typer(store_app, name="store")
+app.add_typer(weights_app, name="weights")
 
 if __name__ == "__main__":
     sys.exit(app())

@@ -1,7 +1,7 @@
-"""Train the diffusion renderer's emotion/audio alignment layers from clips; register the weights.
+"""Train the diffusion renderer's emotion adapter on Hallo's frozen model; register the weights.
 
-    base pipeline (--weights DIR) + clips (*.npz) ─ train N steps ─> "renderer-weights" artifact
-                                                                  (+ a full pipeline folder, optional)
+    Hallo's weights folder (--weights DIR) + clips (*.npz) ─ train N steps ─> "renderer-weights" artifact
+                                                                    (+ the adapter folder, optional)
 
 Run: .venv/bin/python -m flows.train_renderer --weights DIR --steps 1000 [--name NAME] clip1.npz ...
 See docs/diffusion.md for the data format and the GPU recipe.
@@ -35,7 +35,6 @@ def train_renderer(
     seed: int = 0,
     device: str = "cpu",
     dtype: str | None = None,
-    train_temporal: bool = True,
     motion_frames: int = 2,
     condition_drop: float = 0.05,
     export_dir: str | None = None,
@@ -50,7 +49,6 @@ def train_renderer(
         seed=seed,
         device=device,
         dtype=dtype,
-        train_temporal=train_temporal,
         motion_frames=motion_frames,
         condition_drop=condition_drop,
         export_dir=export_dir,
@@ -68,7 +66,9 @@ def train_renderer(
 def main(argv: list[str] | None = None) -> TrainedRenderer:
     parser = argparse.ArgumentParser(prog="python -m flows.train_renderer", description=__doc__)
     parser.add_argument("clips", nargs="+", help="training clips, .npz (models/render/diffusion/training.py)")
-    parser.add_argument("--weights", required=True, help="base EmoTalkPipeline folder (or hub id)")
+    parser.add_argument(
+        "--weights", required=True, help="Hallo's pretrained_models folder (docs/diffusion.md)"
+    )
     parser.add_argument("--steps", type=int, default=1000)
     parser.add_argument("--lr", type=float, default=1e-5)
     parser.add_argument("--seed", type=int, default=0)
@@ -76,8 +76,11 @@ def main(argv: list[str] | None = None) -> TrainedRenderer:
     parser.add_argument(
         "--dtype", default=None, help="float32 (default), bfloat16; float16 is not for training"
     )
-    parser.add_argument("--no-temporal", action="store_true", help="keep the temporal modules frozen")
-    parser.add_argument("--export", default=None, help="also save the trained pipeline to this folder")
+    parser.add_argument(
+        "--export",
+        default=None,
+        help="also save the adapter here (use it as <weights>/emoflow/emotion_adapter)",
+    )
     parser.add_argument(
         "--name", default=DEFAULT_NAME, help="register the trained weights under this name in the store"
     )
@@ -90,7 +93,6 @@ def main(argv: list[str] | None = None) -> TrainedRenderer:
         seed=args.seed,
         device=args.device,
         dtype=args.dtype,
-        train_temporal=not args.no_temporal,
         export_dir=args.export,
         name=args.name,
     )

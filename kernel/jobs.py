@@ -81,7 +81,9 @@ class JobSpec(BaseModel):
     efp_model: str | None = Field(default=None, description="learned EFP model: a store name, sha256 or file")
     renderer: RendererName | None = None
 
-    weights: str | None = Field(default=None, description="diffusion weights: a directory or a hub id")
+    weights: str | None = Field(
+        default=None, description="diffusion weights: Hallo's pretrained_models folder"
+    )
     steps: int | None = Field(default=None, ge=1, le=200)
     guidance: float | None = Field(default=None, ge=1.0, le=20.0)
     device: str | None = None

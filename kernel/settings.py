@@ -42,7 +42,8 @@ class Settings(BaseSettings):
     renderer: RendererName = "preview"
 
     diffusion_weights: str | None = Field(
-        default=None, description="Diffusion renderer weights: a local directory or a hub id"
+        default=None,
+        description="Diffusion renderer weights: a folder laid out as Hallo's pretrained_models/",
     )
     diffusion_steps: int = Field(default=40, ge=1, le=200)
     diffusion_guidance: float = Field(default=3.5, ge=1.0, le=20.0)

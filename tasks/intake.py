@@ -87,13 +87,16 @@ def read_portrait(source: str) -> tuple[bytes, str, np.ndarray]:
 
 
 def check_diffusion_options(options: JobOptions) -> None:
+    """Refuse, before anything runs, a diffusion job whose weights folder the renderer cannot load."""
     if not options.weights:
         raise InputError(
-            "the diffusion renderer needs weights: pass --weights DIR (or set EMOFLOW_DIFFUSION_WEIGHTS)"
+            "the diffusion renderer needs weights: pass --weights DIR (or set EMOFLOW_DIFFUSION_WEIGHTS), "
+            "a folder laid out as Hallo's pretrained_models/ (docs/diffusion.md)"
         )
     if options.size % 64:
         raise InputError(f"the diffusion renderer needs a size that is a multiple of 64, got {options.size}")
-    local = Path(options.weights)
-    looks_like_hub_id = options.weights.count("/") == 1 and not local.is_absolute()
-    if not local.exists() and not looks_like_hub_id:
-        raise InputError(f"diffusion weights {options.weights} do not exist (give a directory or a hub id)")
+    from models.render.diffusion.weights import check_weights
+
+    report = check_weights(options.weights)
+    if not report.ok:
+        raise InputError(f"diffusion weights {options.weights}: " + "; ".join(report.problems()))

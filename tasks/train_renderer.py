@@ -1,4 +1,4 @@
-"""Train the diffusion renderer's alignment layers and register the result in the store.
+"""Train the diffusion renderer's emotion adapter and register the result in the store.
 
 The training itself is models/render/diffusion/training.py; this task adds the store: every input clip
 is committed as a "training-clip" artifact, the trained parameters as a "renderer-weights" artifact (a
@@ -37,7 +37,6 @@ def train_renderer_weights(
     seed: int = 0,
     device: str = "cpu",
     dtype: str | None = None,
-    train_temporal: bool = True,
     motion_frames: int = 2,
     condition_drop: float = 0.05,
     export_dir: str | None = None,
@@ -47,11 +46,13 @@ def train_renderer_weights(
     """Train from `clips` (.npz files, see training.save_clip) on the pipeline at `weights`.
 
     Returns {"weights": ArtifactRef of the trained tensors, "clips": [ArtifactRef], "losses": [...],
-    "export_dir": str | None}. With `export_dir`, the whole trained pipeline is also saved there, a
-    folder the diffusion renderer loads with --weights. The weights are registered as `name`.
+    "export_dir": str | None}. With `export_dir`, the trained adapter is also saved there as a folder;
+    the renderer uses it when it sits at <weights>/emoflow/emotion_adapter. The weights are registered
+    as `name`.
     """
     # imported here so importing the flow module does not pull in torch/diffusers
     from models.render.diffusion import hash_weights_dir, load_pipeline
+    from models.render.diffusion.engine import resolve_dtype
     from models.render.diffusion.training import TrainConfig, save_trained_weights, train
 
     if not clips:
@@ -70,12 +71,11 @@ def train_renderer_weights(
         for c in clips
     ]
     base_sha256 = hash_weights_dir(weights) if Path(weights).is_dir() else None
-    pipeline = load_pipeline(weights, device=device, dtype=dtype)
+    pipeline = load_pipeline(weights, device=device, dtype=resolve_dtype(dtype))
     config = TrainConfig(
         steps=steps,
         learning_rate=learning_rate,
         seed=seed,
-        train_temporal=train_temporal,
         motion_frames=motion_frames,
         condition_drop=condition_drop,
     )
@@ -89,7 +89,7 @@ def train_renderer_weights(
     settings = dict(vars(config))
     with tempfile.TemporaryDirectory(prefix="emoflow-train-") as tmp:
         path = save_trained_weights(
-            pipeline, Path(tmp) / "renderer-weights.safetensors", train_temporal, base=str(base_sha256)
+            pipeline, Path(tmp) / "renderer-weights.safetensors", base=str(base_sha256)
         )
         ref = store.put_artifact(
             NewArtifact(
@@ -111,7 +111,7 @@ def train_renderer_weights(
             )
         )
     if export_dir is not None:
-        pipeline.save_pretrained(export_dir, safe_serialization=True)
+        pipeline.emotion_adapter.save_pretrained(export_dir, safe_serialization=True)
     store.register_model(
         REGISTRY_KIND,
         name,

@@ -12,7 +12,13 @@ from models.vision.face import Portrait
 
 
 def check_render_inputs(portrait: Portrait, speech: Speech) -> None:
-    """ValueError naming the argument when the portrait or speech cannot be rendered."""
+    """InputError naming the argument when the portrait or speech cannot be rendered."""
+    check_portrait(portrait)
+    if speech.sample_rate <= 0:
+        raise InputError(f"speech.sample_rate must be positive, got {speech.sample_rate}")
+
+
+def check_portrait(portrait: Portrait) -> None:
     image = np.asarray(portrait.image)
     if image.ndim != 3 or image.shape[2] != 3 or image.shape[0] != image.shape[1] or image.dtype != np.uint8:
         raise InputError(
@@ -20,8 +26,6 @@ def check_render_inputs(portrait: Portrait, speech: Speech) -> None:
         )
     if np.asarray(portrait.landmarks).shape != (468, 2):
         raise InputError(f"portrait.landmarks must have shape (468, 2), got {np.shape(portrait.landmarks)}")
-    if speech.sample_rate <= 0:
-        raise InputError(f"speech.sample_rate must be positive, got {speech.sample_rate}")
 
 
 def frame_count(duration_s: float, fps: float) -> int:

@@ -24,7 +24,7 @@ from kernel.errors import InputError
 from models.identity import EngineIdentity, TablePart, describe
 from models.render import motion
 from models.render import topology as topo
-from models.render.inputs import check_render_inputs, frame_count
+from models.render.inputs import check_portrait, check_render_inputs, frame_count
 from models.render.mouth import EyeWhitePainter, MouthPainter, WrinklePainter, close_mouth_texture
 from models.render.rig import FaceFrame, FaceRig, HeadPose
 from models.render.tables import FacsTable, VisemeTable, load_facs, load_visemes
@@ -128,6 +128,20 @@ class PreviewRenderer:
 
         # 4. Frame loop.
         return self._frames(prepared, units, mouth_open, mouth_width, blink, head, progress)
+
+    def expression_still(self, portrait: Portrait, labels: list[str], weights: np.ndarray) -> np.ndarray:
+        """The portrait with one expression and nothing else: mouth at rest, eyes open, head still.
+
+        weights: per label, probability x intensity (a clip's mean, say). The diffusion renderer feeds
+        this image to its ReferenceNet, so the expression reaches Hallo's weights without training.
+        """
+        check_portrait(portrait)
+        prepared = self._prepare(portrait)
+        table = np.asarray(self.facs.weights(labels), dtype=np.float32)  # (labels, units)
+        units = np.asarray(weights, dtype=np.float32).reshape(1, -1) @ table
+        rest = np.zeros(1, dtype=np.float32)
+        still = motion.HeadTrack(yaw=rest, pitch=rest, roll=rest, tx=rest, ty=rest)
+        return next(self._frames(prepared, units, rest, rest, rest, still, None))
 
     # -- steps -----------------------------------------------------------------------------------------
 

@@ -1,4 +1,4 @@
-"""`narrate --renderer diffusion --weights DIR` on a tiny random-weight pipeline, through the same store."""
+"""`narrate --renderer diffusion --weights DIR` on tiny random Hallo-layout weights, through the store."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typer.testing import CliRunner
 
 from emoflow.cli import app
 from models.publish.video import probe
-from models.render.diffusion import build_tiny_pipeline
+from models.render.diffusion import write_tiny_weights
 from tasks.context import open_store
 
 
@@ -18,7 +18,7 @@ def test_diffusion_renderer_through_the_narrate_flow(
     prefect_api: str, emoflow_home: Path, tmp_path: Path, one_thread: None
 ) -> None:
     weights = tmp_path / "tiny-weights"
-    build_tiny_pipeline(weights, size=64)
+    write_tiny_weights(weights)
     job = tmp_path / "job.yaml"
     job.write_text(
         "script: 'Hi there.'\nportrait: skimage:astronaut\ntts_engine: espeak\noutput_dir: out\nsize: 64\n"
@@ -30,6 +30,12 @@ def test_diffusion_renderer_through_the_narrate_flow(
 
     refused = runner.invoke(app, ["narrate", str(odd), *args[2:]])
     assert refused.exit_code == 1 and "multiple of 64" in refused.stderr
+    broken = tmp_path / "broken-weights"
+    write_tiny_weights(broken)
+    (broken / "hallo" / "net.pth").write_bytes(b"not a checkpoint")
+    refused = runner.invoke(app, [*args[:4], "--weights", str(broken), "--steps", "2"])
+    assert refused.exit_code == 1 and "hallo/net.pth" in refused.stderr
+    assert open_store().list_runs() == []  # refused at submission: nothing written
     result = runner.invoke(app, [*args, "--name", "tiny"])
     assert result.exit_code == 0, result.output
     (run,) = [r for r in open_store().list_runs() if r.status == "succeeded"]
@@ -39,8 +45,8 @@ def test_diffusion_renderer_through_the_narrate_flow(
     info = probe(tmp_path / "out" / "video.mp4")
     assert info["has_video"] and info["has_audio"]
 
-    # changed weights files, new cache key: the render runs again; speech and curve are reused
-    (weights / "fusion" / "config.json").write_text((weights / "fusion" / "config.json").read_text() + "\n")
+    # a changed file the renderer reads, new cache key: the render runs again; speech and curve are reused
+    (weights / "emoflow.json").write_text((weights / "emoflow.json").read_text() + "\n")
     again = runner.invoke(app, [*args, "--name", "tiny"])
     assert again.exit_code == 0, again.output
     newest = open_store().list_runs()[0]

@@ -1,17 +1,17 @@
-"""The diffusion render engine: the same `frame_count` / `render` interface as the preview renderer.
+"""The diffusion render engine: Hallo's released model behind the renderer interface.
 
     DiffusionRenderer(weights).render(portrait, speech, curve) -> iterator of RGB uint8 frames
 
-Weights are a saved `EmoTalkPipeline` directory (or a hub id, fetched by the ordinary from_pretrained
-code when the hub is reachable). `build_tiny_pipeline` writes a random-weight pipeline small enough for
-CPU tests; nothing here downloads anything by itself.
+`weights` is a folder in Hallo's `pretrained_models/` layout (models/render/diffusion/weights.py).
+The emotion curve reaches the video two ways:
+- without training: each 16-frame clip's ReferenceNet sees the portrait with the clip's mean expression,
+  applied by the preview rig at `reference_expression` of its strength;
+- with a trained emotion adapter in the folder: through the gated fusion on the audio tokens as well.
 """
 
 from __future__ import annotations
 
 import hashlib
-import os
-import re
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,26 +20,27 @@ from typing import Any
 import cv2
 import numpy as np
 import torch
-from diffusers.models import AutoencoderKL, UNet2DConditionModel  # not `diffusers`: mypy sees dummies there
-from diffusers.schedulers.scheduling_ddim import DDIMScheduler
-from transformers import Wav2Vec2Config, Wav2Vec2Model
 
 from kernel.errors import EngineError, InputError
 from models.identity import EngineIdentity, describe
-from models.render.diffusion.modules import (
-    DEFAULT_LABELS,
-    AudioProjection,
-    EmoTalkUNet,
-    EmotionProjection,
-    FaceLocator,
-    GatedFusion,
+from models.render.diffusion.identity import EMBEDDING_DIM, FaceEmbedder, PrecomputedEmbedding, load_embedder
+from models.render.diffusion.pipeline import CLIP_FRAMES, MOTION_FRAMES, HalloPipeline
+from models.render.diffusion.weights import (
+    ADAPTER_DIR,
+    FACE_ANALYSIS_DIR,
+    NET,
+    OVERRIDES,
+    UNET_CONFIG,
+    VAE_DIR,
+    WAV2VEC_DIR,
+    load_pipeline,
+    overrides,
 )
-from models.render.diffusion.pipeline import COMPONENTS, EmoTalkPipeline, hallo_scheduler_config
 from models.render.inputs import check_render_inputs, frame_count
+from models.render.preview import PreviewRenderer
 from models.types import EmotionCurve, ProgressFn, Speech
 from models.vision.face import Portrait
 
-_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 _DTYPES = {
     "float32": torch.float32,
     "fp32": torch.float32,
@@ -48,15 +49,7 @@ _DTYPES = {
     "bfloat16": torch.bfloat16,
     "bf16": torch.bfloat16,
 }
-_HOW_TO_GET = (
-    "Download an EmoTalkPipeline checkpoint (a folder with model_index.json and the subfolders "
-    + ", ".join(f"{name}/" for name in COMPONENTS)
-    + ") on a machine with network access, e.g. `huggingface-cli download <repo> --local-dir <dir>`, "
-    "and pass that folder as the weights (CLI: --weights <dir>)."
-)
-
-
-# -- weights -------------------------------------------------------------------------------------------
+_READ = (NET, UNET_CONFIG, VAE_DIR, WAV2VEC_DIR, FACE_ANALYSIS_DIR, ADAPTER_DIR, OVERRIDES)
 
 
 def resolve_dtype(dtype: str | torch.dtype | None) -> torch.dtype:
@@ -69,7 +62,7 @@ def resolve_dtype(dtype: str | torch.dtype | None) -> torch.dtype:
     return _DTYPES[dtype]
 
 
-def _check_device(device: str) -> torch.device:
+def check_device(device: str) -> torch.device:
     try:
         resolved = torch.device(device)
     except RuntimeError as exc:
@@ -81,170 +74,47 @@ def _check_device(device: str) -> torch.device:
     return resolved
 
 
-def load_pipeline(
-    weights: str | Path, device: str = "cpu", dtype: str | torch.dtype | None = None
-) -> EmoTalkPipeline:
-    """Load a saved EmoTalkPipeline from a local directory or a hub id; EngineError says what is missing."""
-    torch_dtype = resolve_dtype(dtype)
-    target = _check_device(device)
-    if torch_dtype == torch.float16 and target.type == "cpu":
-        # diffusers warns on every move and many CPU kernels lack float16; say so once, up front
-        raise EngineError("dtype float16 needs a GPU; on device='cpu' use 'bfloat16' or 'float32'")
-    path = Path(weights).expanduser()
-    if path.exists():
-        if not (path / "model_index.json").is_file():
-            raise EngineError(
-                f"diffusion weights: {path} has no model_index.json, so it is not a saved pipeline. "
-                f"{_HOW_TO_GET}"
-            )
-        missing = [name for name in COMPONENTS if not (path / name).is_dir()]
-        if missing:
-            raise EngineError(
-                f"diffusion weights: {path} lacks the component folders {missing}. {_HOW_TO_GET}"
-            )
-        source: str = str(path)
-    elif _HUB_ID.match(str(weights)) and not str(weights).startswith((".", "~")):
-        source = str(weights)
-    else:
-        raise EngineError(f"diffusion weights: no directory at {path}. {_HOW_TO_GET}")
-    try:
-        pipeline = EmoTalkPipeline.from_pretrained(source, torch_dtype=torch_dtype)
-    except (OSError, ValueError, KeyError, RuntimeError) as exc:
-        offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes")
-        where = (
-            "the local folder" if path.exists() else f"hub repo {source!r} (no local folder {path} either)"
-        )
-        note = (
-            " HF_HUB_OFFLINE is set, so nothing was fetched from the hub."
-            if offline and not path.exists()
-            else ""
-        )
-        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise EngineError(
-            f"diffusion weights: could not load {where}: {reason}.{note} {_HOW_TO_GET}"
-        ) from exc
-    return pipeline.to(target)
-
-
 _HASHES: dict[tuple[Any, ...], str] = {}
 _HASH_LOCK = threading.Lock()
 
 
 def hash_weights_dir(directory: str | Path) -> str:
-    """sha256 over every file's relative path and content (hidden folders such as .cache skipped).
+    """sha256 over the path and content of every file the renderer reads (see weights.py).
 
-    For cache keys: a changed, added or removed file changes the hash. Results are memoised per
-    (path, sizes, mtimes) so a multi-GB checkpoint is read once per process.
+    For cache keys: a changed, added or removed file among them changes the hash; files the renderer
+    never reads (SD-1.5's UNet weights, the motion module, the audio separator) do not. Memoised per
+    (path, sizes, mtimes), so a multi-GB folder is read once per process.
     """
     root = Path(directory).expanduser().resolve()
     if not root.is_dir():
         raise EngineError(f"weights directory {root} does not exist")
     files = sorted(
-        p
-        for p in root.rglob("*")
-        if p.is_file() and not any(part.startswith(".") for part in p.relative_to(root).parts)
+        path
+        for part in _READ
+        for path in ([root / part] if (root / part).is_file() else sorted((root / part).rglob("*")))
+        if path.is_file() and not any(p.startswith(".") for p in path.relative_to(root).parts)
     )
     stamp = (str(root), *((str(p.relative_to(root)), p.stat().st_size, p.stat().st_mtime_ns) for p in files))
     with _HASH_LOCK:
         if stamp in _HASHES:
             return _HASHES[stamp]
     digest = hashlib.sha256()
-    for p in files:
-        digest.update(p.relative_to(root).as_posix().encode() + b"\0")
-        with p.open("rb") as fh:
-            while block := fh.read(1 << 20):
-                digest.update(block)
-        digest.update(b"\0")
+    for path in files:
+        digest.update(path.relative_to(root).as_posix().encode() + b"\0")
+        with path.open("rb") as handle:
+            digest.update(hashlib.file_digest(handle, "sha256").digest())
     result = digest.hexdigest()
     with _HASH_LOCK:
         _HASHES[stamp] = result
     return result
 
 
-# -- tiny random pipeline ------------------------------------------------------------------------------
-
-
-def build_tiny_pipeline(
-    directory: str | Path | None = None,
-    size: int = 64,
-    seed: int = 0,
-    labels: tuple[str, ...] | list[str] = DEFAULT_LABELS,
-) -> EmoTalkPipeline:
-    """A random-weight EmoTalkPipeline with every component shrunk (runs in milliseconds per step on CPU).
-
-    Every path is live: the parts that start at zero for fine-tuning (face locator output, region
-    weights) get random values. With `directory`, the pipeline is also saved there (safetensors).
-    `size` is the image side it is meant for (a multiple of 16).
-    """
-    if size % 16:
-        raise InputError(f"size must be a multiple of 16 for the tiny pipeline, got {size}")
-    torch.manual_seed(seed)
-    dim, tokens = 32, 4
-    vae = AutoencoderKL(
-        block_out_channels=(8, 8, 8, 8),
-        down_block_types=("DownEncoderBlock2D",) * 4,
-        up_block_types=("UpDecoderBlock2D",) * 4,
-        latent_channels=4,
-        layers_per_block=1,
-        norm_num_groups=4,
-        sample_size=size,
-    )
-    unet_kwargs: dict[str, Any] = {
-        "sample_size": size // 8,
-        "block_out_channels": (16, 32),
-        "down_block_types": ("CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
-        "up_block_types": ("CrossAttnUpBlock2D", "CrossAttnUpBlock2D"),
-        "layers_per_block": 1,
-        "cross_attention_dim": dim,
-        "attention_head_dim": 4,
-        "norm_num_groups": 8,
-    }
-    reference_net = UNet2DConditionModel(**unet_kwargs)
-    denoising_unet = EmoTalkUNet(**unet_kwargs, motion_heads=2)
-    audio_config = Wav2Vec2Config(
-        hidden_size=16,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=32,
-        conv_dim=(8,) * 7,
-        num_conv_pos_embeddings=16,
-        num_conv_pos_embedding_groups=2,
-        do_stable_layer_norm=True,
-        feat_extract_norm="layer",
-    )
-    audio_encoder = Wav2Vec2Model(audio_config).eval()
-    audio_projection = AudioProjection(window=5, layers=2, channels=16, hidden_dim=32, tokens=tokens, dim=dim)
-    emotion_projection = EmotionProjection(labels=tuple(labels), hidden_dim=32, tokens=tokens, dim=dim)
-    fusion = GatedFusion(dim=dim)
-    face_locator = FaceLocator(block_out_channels=(4, 8, 8, 16), out_channels=16)
-    face_locator.conv_out.reset_parameters()
-    for processor in denoising_unet.hierarchical_processors().values():
-        torch.nn.init.normal_(processor.region_logits, std=0.5)
-    scheduler = DDIMScheduler(**hallo_scheduler_config())
-    pipeline = EmoTalkPipeline(
-        vae=vae,
-        reference_net=reference_net,
-        denoising_unet=denoising_unet,
-        audio_encoder=audio_encoder,
-        audio_projection=audio_projection,
-        emotion_projection=emotion_projection,
-        fusion=fusion,
-        face_locator=face_locator,
-        scheduler=scheduler,
-    )
-    if directory is not None:
-        pipeline.save_pretrained(str(directory), safe_serialization=True)
-    return pipeline
-
-
-# -- the engine ----------------------------------------------------------------------------------------
-
-
 class DiffusionRenderer:
-    """Renders a talking portrait with EmoTalkPipeline, clip by clip (Hallo settings by default)."""
+    """Renders a talking portrait with Hallo's model, 16 frames a clip, emotion via the reference image."""
 
     name = "diffusion"
-    version = "0.1.0"
+    # 1.0.0: Hallo's released architecture, loaded strictly from its net.pth; emotion adapter zero at load
+    version = "1.0.0"
 
     def __init__(
         self,
@@ -256,8 +126,7 @@ class DiffusionRenderer:
         guidance: float = 3.5,
         device: str = "cpu",
         dtype: str | torch.dtype | None = None,
-        clip_frames: int = 16,
-        motion_frames: int = 2,
+        reference_expression: float = 0.5,
     ) -> None:
         if not 64 <= int(size) <= 2048 or int(size) % 64:
             raise InputError(f"size must be a multiple of 64 between 64 and 2048 px, got {size}")
@@ -267,32 +136,30 @@ class DiffusionRenderer:
             raise InputError(f"steps must be at least 1, got {steps}")
         if guidance < 1.0:
             raise InputError(f"guidance must be >= 1 (1 turns classifier-free guidance off), got {guidance}")
-        if clip_frames < 1 or not motion_frames >= 0:
-            raise InputError(
-                f"clip_frames must be >= 1 and motion_frames >= 0, got {clip_frames}, {motion_frames}"
-            )
-        self.weights = weights
+        if not 0.0 <= reference_expression <= 1.0:
+            raise InputError(f"reference_expression must be between 0 and 1, got {reference_expression}")
+        torch_dtype = resolve_dtype(dtype)
+        target = check_device(device)
+        if torch_dtype == torch.float16 and target.type == "cpu":
+            raise EngineError("dtype float16 needs a GPU; on device='cpu' use 'bfloat16' or 'float32'")
+        self.weights = Path(weights).expanduser()
         self.size = int(size)
         self.fps = fps
         self.seed = int(seed)
         self.steps = int(steps)
         self.guidance = float(guidance)
-        self.clip_frames = int(clip_frames)
-        self.motion_frames = int(motion_frames)
-        self.pipeline = load_pipeline(weights, device=device, dtype=dtype)
-        self.labels: list[str] = list(self.pipeline.emotion_projection.config["labels"])
+        self.reference_expression = float(reference_expression)
+        self.pipeline: HalloPipeline = load_pipeline(self.weights, target, torch_dtype)
+        self.embedder = _embedder(self.weights)
+        self.labels: list[str] = list(self.pipeline.emotion_adapter.config["labels"])
+        self.rig = PreviewRenderer(size=self.size, fps=fps, seed=seed, head_motion=0.0)
         self._sha256: str | None = None
 
     @property
     def weights_sha256(self) -> str:
-        """Hash of the weights folder (for cache keys), computed on first use."""
+        """Hash of the files the renderer reads (for cache keys), computed on first use."""
         if self._sha256 is None:
-            path = Path(self.weights).expanduser()
-            if not path.exists():  # a hub id: hash the snapshot the loader used
-                from huggingface_hub import snapshot_download
-
-                path = Path(snapshot_download(str(self.weights), local_files_only=True))
-            self._sha256 = hash_weights_dir(path)
+            self._sha256 = hash_weights_dir(self.weights)
         return self._sha256
 
     def identity(self) -> EngineIdentity:
@@ -316,43 +183,48 @@ class DiffusionRenderer:
         if n_frames == 0:
             return iter(())
 
-        # 2. The portrait at the model's size, the curve at video frames in the model's label order.
-        image, landmarks = self._resize(portrait)
+        # 2. The portrait at the model's size; the curve per frame in the adapter's label order.
+        face = self._resized(portrait)
         probs, intensity = self._emotion(curve, n_frames)
+        embedding = self.embedder.embed(face.image)
 
-        # 3. Generate; the pipeline decodes each clip as soon as it is denoised.
-        generator = torch.Generator(device="cpu").manual_seed(self.seed)
+        # 3. Training-free emotion: every clip's reference carries the clip's mean expression.
+        clips = -(-n_frames // CLIP_FRAMES)
+        references = [self._clip_reference(face, probs, intensity, clip) for clip in range(clips)]
+
+        # 4. Generate; each clip is decoded as soon as it is denoised.
         output = self.pipeline(
-            reference_image=image,
-            landmarks=landmarks,
+            portrait=face.image,
+            landmarks=face.landmarks,
             audio=np.asarray(speech.samples, np.float32),
-            sampling_rate=speech.sample_rate,
+            sample_rate=speech.sample_rate,
+            face_embedding=embedding,
+            fps=self.fps,
             emotion_probs=probs,
             emotion_intensity=intensity,
-            num_frames=n_frames,
-            fps=self.fps,
+            clip_references=references,
             num_inference_steps=self.steps,
             guidance_scale=self.guidance,
-            clip_frames=self.clip_frames,
-            motion_frames=self.motion_frames,
-            generator=generator,
-            callback=progress,
+            clip_frames=CLIP_FRAMES,
+            motion_frames=MOTION_FRAMES,
+            generator=torch.Generator(device="cpu").manual_seed(self.seed),
             stream=True,
         )
-        clips = output.frames
-        assert not isinstance(clips, np.ndarray)
-        return (frame for clip in clips for frame in clip)
+        assert not isinstance(output.frames, np.ndarray)
+        return _exactly(output.frames, n_frames)
 
-    def _resize(self, portrait: Portrait) -> tuple[np.ndarray, np.ndarray]:
+    def _resized(self, portrait: Portrait) -> Portrait:
         image = np.ascontiguousarray(portrait.image)
+        if image.shape[0] == self.size:
+            return portrait
         scale = self.size / image.shape[0]
-        if image.shape[0] != self.size:
-            interpolation = cv2.INTER_AREA if scale < 1 else cv2.INTER_CUBIC
-            image = cv2.resize(image, (self.size, self.size), interpolation=interpolation)
-        return image, np.asarray(portrait.landmarks, np.float32) * scale
+        interpolation = cv2.INTER_AREA if scale < 1 else cv2.INTER_CUBIC
+        resized = cv2.resize(image, (self.size, self.size), interpolation=interpolation)
+        depth = None if portrait.depth is None else np.asarray(portrait.depth) * scale
+        return Portrait(image=resized, landmarks=np.asarray(portrait.landmarks) * scale, depth=depth)
 
     def _emotion(self, curve: EmotionCurve, n_frames: int) -> tuple[np.ndarray, np.ndarray]:
-        """Per-frame distribution over the model's labels; labels the model lacks are dropped."""
+        """Per-frame distribution over the adapter's labels; labels it lacks are dropped."""
         frames = curve.per_frame(self.fps, n_frames)
         probs = np.zeros((n_frames, len(self.labels)), np.float32)
         for j, label in enumerate(frames.labels):
@@ -363,3 +235,39 @@ class DiffusionRenderer:
         fallback[self.labels.index("neutral") if "neutral" in self.labels else 0] = 1.0
         probs = np.where(total > 1e-6, probs / np.clip(total, 1e-6, None), fallback)
         return probs.astype(np.float32), np.clip(frames.intensity, 0, 1).astype(np.float32)
+
+    def _clip_reference(
+        self, face: Portrait, probs: np.ndarray, intensity: np.ndarray, clip: int
+    ) -> np.ndarray:
+        """The portrait with the clip's mean expression; the untouched portrait when the clip is neutral."""
+        window = slice(clip * CLIP_FRAMES, (clip + 1) * CLIP_FRAMES)
+        weights = (probs[window] * intensity[window, None]).mean(axis=0) * self.reference_expression
+        if "neutral" in self.labels:
+            weights[self.labels.index("neutral")] = 0.0
+        if float(weights.max(initial=0.0)) < 1e-3:
+            return np.asarray(face.image)
+        return self.rig.expression_still(face, self.labels, weights)
+
+
+def _embedder(root: Path) -> FaceEmbedder:
+    """InsightFace over the folder's face_analysis/, or, where emoflow.json says identity "none",
+    Hallo's own no-face vector (zeros): the identity tokens then carry nothing."""
+    if overrides(root).get("identity") == "none":
+        return PrecomputedEmbedding(np.zeros(EMBEDDING_DIM, np.float32))
+    return load_embedder(root / FACE_ANALYSIS_DIR)
+
+
+def _exactly(clips: Iterator[np.ndarray], n_frames: int) -> Iterator[np.ndarray]:
+    """The first n_frames frames; the last one repeated if the audio's rounding gave one fewer."""
+    done = 0
+    last: np.ndarray | None = None
+    for clip in clips:
+        for frame in clip:
+            if done == n_frames:
+                return
+            last = frame
+            done += 1
+            yield frame
+    while last is not None and done < n_frames:
+        done += 1
+        yield last

@@ -1,16 +1,12 @@
-"""Training of the emotion/audio alignment layers of an EmoTalkPipeline (TIE-TFG's fine-tuning stage).
+"""Training of TIE-TFG's emotion adapter on top of Hallo's released, frozen model.
 
-What trains (`trainable_parameters`), everything else frozen:
-    audio_projection, emotion_projection, fusion (the gate)       the conditions and their fusion
-    denoising_unet attn2 (to_q/k/v/out) + region projections/logits the masked hierarchical cross-attention
-    denoising_unet motion_modules (TemporalAttention)              optional, `train_temporal`
-Frozen: vae, reference_net, audio_encoder (wav2vec2), face_locator and the UNet's spatial weights
-(convs, norms, self-attention, feed-forward), as in Hallo's second stage, which starts from SD-1.5.
+What trains: `emotion_adapter` only (the projection of the emotion curve to f_emo, and the gate).
+Everything of Hallo's (both UNets, VAE, wav2vec2, face locator, projections) stays as released.
 
-Objective: v-prediction MSE on noised VAE latents of a clip's target frames, conditioned on the reference
-portrait (+ motion frames) through the ReferenceNet bank, on c = f_a + gate(f_a) * f_emo per frame and on
-the region masks; c is dropped (zeros) with probability `condition_drop` so classifier-free guidance,
-which the pipeline runs with a zero condition, has an unconditional model to subtract.
+Objective: v-prediction MSE on noised VAE latents of a clip's frames, conditioned as at inference:
+the ReferenceNet bank of the portrait (+ motion frames), the identity tokens, the face-locator features,
+the region masks and c = f_a + sigmoid(W f_a + b) * f_emo per frame. With probability `condition_drop`
+c is zeroed, which is what the unconditional half of guidance sees.
 
 Data: `TrainingClip`, saved as one .npz per clip (`save_clip` / `load_clip`). No Prefect, no SQL here.
 """
@@ -20,7 +16,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, cast
 
@@ -30,12 +26,12 @@ import torch.nn.functional as F
 from diffusers.schedulers.scheduling_ddpm import DDPMScheduler  # not `diffusers`: mypy sees a dummy there
 from safetensors.torch import load_file, save_file
 
-from models.render.diffusion.masks import mask_pyramid, region_masks_from_landmarks
-from models.render.diffusion.modules import ReferenceBank, RegionMasks
-from models.render.diffusion.pipeline import EmoTalkPipeline
+from models.render.diffusion.audio import hallo_audio_features
+from models.render.diffusion.masks import hallo_masks
+from models.render.diffusion.pipeline import ClipConditions, HalloPipeline, _to_pixels
+from models.render.diffusion.reference import ReferenceBank
 
-# the components whose parameters a trained-weights file may hold (prefix of every saved key)
-TRAINED_COMPONENTS = ("audio_projection", "emotion_projection", "fusion", "denoising_unet")
+TRAINED_COMPONENT = "emotion_adapter"  # the prefix of every key in a trained-weights file
 
 
 # -- data ----------------------------------------------------------------------------------------------
@@ -60,6 +56,7 @@ class TrainingClip:
     emotion_intensity: np.ndarray
     fps: float = 25.0
     motion: np.ndarray | None = None
+    face_embedding: np.ndarray | None = None  # InsightFace's 512 floats; None: Hallo's no-face zeros
 
     def check(self, labels: int) -> None:
         n = len(self.frames)
@@ -93,6 +90,8 @@ def save_clip(clip: TrainingClip, path: str | Path) -> Path:
     }
     if clip.motion is not None:
         arrays["motion"] = clip.motion
+    if clip.face_embedding is not None:
+        arrays["face_embedding"] = np.asarray(clip.face_embedding, np.float32)
     path = Path(path)
     np.savez_compressed(path, **arrays)
     return path if path.suffix == ".npz" else path.with_name(path.name + ".npz")
@@ -110,75 +109,51 @@ def load_clip(path: str | Path) -> TrainingClip:
             emotion_intensity=data["emotion_intensity"],
             fps=float(data["fps"]),
             motion=data["motion"] if "motion" in data.files else None,
+            face_embedding=data["face_embedding"] if "face_embedding" in data.files else None,
         )
 
 
 # -- what trains ---------------------------------------------------------------------------------------
 
 
-def _is_trainable_unet_param(name: str, train_temporal: bool) -> bool:
-    if name.startswith("motion_modules."):
-        return train_temporal
-    # attn2 is the cross-attention with c: its projections and the region processor under it
-    return ".attn2." in name
+def trainable_parameters(pipeline: HalloPipeline) -> dict[str, torch.nn.Parameter]:
+    """Every parameter this stage trains, by its saved name `emotion_adapter.<parameter>`."""
+    return {f"{TRAINED_COMPONENT}.{name}": p for name, p in pipeline.emotion_adapter.named_parameters()}
 
 
-def trainable_parameters(
-    pipeline: EmoTalkPipeline, train_temporal: bool = True
-) -> dict[str, torch.nn.Parameter]:
-    """Every parameter this stage trains, by its saved name `<component>.<parameter>`."""
-    params: dict[str, torch.nn.Parameter] = {}
-    for component in ("audio_projection", "emotion_projection", "fusion"):
-        for name, p in getattr(pipeline, component).named_parameters():
-            params[f"{component}.{name}"] = p
-    for name, p in pipeline.denoising_unet.named_parameters():
-        if _is_trainable_unet_param(name, train_temporal):
-            params[f"denoising_unet.{name}"] = p
-    return params
-
-
-def freeze_for_training(pipeline: EmoTalkPipeline, train_temporal: bool = True) -> list[torch.nn.Parameter]:
-    """requires_grad only on the trainable parameters; returns them (for the optimizer)."""
-    trainable = trainable_parameters(pipeline, train_temporal)
-    chosen = {id(p) for p in trainable.values()}
-    for _, module in pipeline.components.items():
+def freeze_for_training(pipeline: HalloPipeline) -> list[torch.nn.Parameter]:
+    """requires_grad only on the adapter; returns its parameters (for the optimizer)."""
+    for module in pipeline.components.values():
         if isinstance(module, torch.nn.Module):
-            for p in module.parameters():
-                p.requires_grad_(id(p) in chosen)
-    return list(trainable.values())
+            module.requires_grad_(False)
+    pipeline.emotion_adapter.requires_grad_(True)
+    return list(trainable_parameters(pipeline).values())
 
 
-def trained_state_dict(pipeline: EmoTalkPipeline, train_temporal: bool = True) -> dict[str, torch.Tensor]:
-    return {
-        k: p.detach().cpu().contiguous() for k, p in trainable_parameters(pipeline, train_temporal).items()
-    }
+def trained_state_dict(pipeline: HalloPipeline) -> dict[str, torch.Tensor]:
+    return {k: p.detach().cpu().contiguous() for k, p in trainable_parameters(pipeline).items()}
 
 
-def save_trained_weights(
-    pipeline: EmoTalkPipeline, path: str | Path, train_temporal: bool = True, **metadata: str
-) -> Path:
-    """Only the trained parameters as safetensors: megabytes, not the multi-GB frozen base."""
+def save_trained_weights(pipeline: HalloPipeline, path: str | Path, **metadata: str) -> Path:
+    """Only the adapter's parameters as safetensors: megabytes, not Hallo's multi-GB base."""
     path = Path(path)
-    save_file(trained_state_dict(pipeline, train_temporal), str(path), metadata=metadata or None)
+    save_file(trained_state_dict(pipeline), str(path), metadata=metadata or None)
     return path
 
 
-def apply_trained_weights(pipeline: EmoTalkPipeline, path: str | Path) -> list[str]:
-    """Load a `save_trained_weights` file into a pipeline built on the same base; returns the keys set."""
+def apply_trained_weights(pipeline: HalloPipeline, path: str | Path) -> list[str]:
+    """Load a `save_trained_weights` file into a pipeline with the same adapter; returns the keys set."""
     state = load_file(str(path))
-    by_component: dict[str, dict[str, torch.Tensor]] = {}
+    tensors: dict[str, torch.Tensor] = {}
     for key, tensor in state.items():
         component, _, name = key.partition(".")
-        if component not in TRAINED_COMPONENTS:
+        if component != TRAINED_COMPONENT:
             raise ValueError(f"unexpected component {component!r} in trained weights {path}")
-        by_component.setdefault(component, {})[name] = tensor
-    for component, tensors in by_component.items():
-        module = getattr(pipeline, component)
-        own = module.state_dict()
-        unknown = sorted(set(tensors) - set(own))
-        if unknown:
-            raise ValueError(f"trained weights do not fit {component}: unknown keys {unknown[:3]}")
-        module.load_state_dict(tensors, strict=False)
+        tensors[name] = tensor
+    own = pipeline.emotion_adapter.state_dict()
+    if set(tensors) != set(own) or any(tensors[k].shape != own[k].shape for k in own):
+        raise ValueError(f"trained weights {path} do not fit this pipeline's emotion adapter")
+    pipeline.emotion_adapter.load_state_dict(tensors)
     return sorted(state)
 
 
@@ -187,66 +162,69 @@ def apply_trained_weights(pipeline: EmoTalkPipeline, path: str | Path) -> list[s
 
 @dataclass
 class PreparedClip:
-    """The frozen-encoder outputs of a clip, computed once: latents, bank, audio windows, masks."""
+    """The frozen encoders' outputs for a clip, computed once: latents, bank, audio, conditions."""
 
     latents: torch.Tensor  # [1, 4, F, h, w]
     bank: ReferenceBank
-    audio_windows: torch.Tensor  # [F, window, layers, channels]
+    audio_windows: torch.Tensor  # [1, F, window, layers, channels]
     emotion_probs: torch.Tensor  # [F, labels]
     emotion_intensity: torch.Tensor  # [F]
-    pyramid: RegionMasks
-    face_features: torch.Tensor  # [1, C0, h, w]
+    conditions: ClipConditions  # unguided; its audio tokens are replaced by c at every step
 
 
 @torch.no_grad()
-def prepare_clip(pipeline: EmoTalkPipeline, clip: TrainingClip, motion_frames: int = 2) -> PreparedClip:
-    clip.check(len(pipeline.emotion_projection.config["labels"]))
+def prepare_clip(pipeline: HalloPipeline, clip: TrainingClip, motion_frames: int = 2) -> PreparedClip:
+    clip.check(len(pipeline.emotion_adapter.config["labels"]))
     unet = pipeline.denoising_unet
     device, dtype = unet.device, unet.dtype
-    size = clip.portrait.shape[0]
     n = len(clip.frames)
-    latents = pipeline.encode_image(clip.frames)  # [F, 4, h, w]
-    reference = pipeline.encode_image(clip.portrait)
-    if motion_frames:
-        # the real preceding frames when the clip has them, else the portrait (first-clip case)
-        motion = pipeline.encode_image(clip.motion) if clip.motion is not None else reference
-        motion = torch.cat([reference.expand(motion_frames, -1, -1, -1), motion])[-motion_frames:]
-        bank = pipeline.encode_reference(torch.cat([reference, motion]))
-    else:
-        bank = pipeline.encode_reference(reference)
-    masks = region_masks_from_landmarks(clip.landmarks, size)
-    levels = len(unet.config["block_out_channels"])
-    pyramid = mask_pyramid(masks, size // pipeline.vae_scale_factor, levels, tuple(unet.config["regions"]))
-    face = torch.from_numpy(masks["face"])[None, None]
-    locator = pipeline.face_locator
+    size = clip.portrait.shape[0]
+    latents = pipeline.encode_pixels(torch.cat([_to_pixels(frame) for frame in clip.frames]))
+    portrait = _to_pixels(clip.portrait)
+    # the real preceding frames when the clip has them, else the portrait (the first clip's case)
+    before = [_to_pixels(frame) for frame in clip.motion] if clip.motion is not None else []
+    motion = torch.cat([portrait.expand(motion_frames, -1, -1, -1), *before])[len(before) :]
+    motion = motion[motion.shape[0] - motion_frames :] if motion_frames else motion[:0]
+    windows, _ = hallo_audio_features(pipeline.audio_encoder, clip.audio, clip.sampling_rate, int(clip.fps))
+    windows = torch.cat([windows, windows[-1:].expand(max(0, n - len(windows)), -1, -1, -1)])[:n]
+    masks = hallo_masks(np.asarray(clip.landmarks, np.float32), size)
+    embedding = clip.face_embedding if clip.face_embedding is not None else np.zeros(512, np.float32)
+    conditions = pipeline.clip_conditions(
+        torch.cat([portrait, motion]),
+        torch.from_numpy(np.asarray(embedding, np.float32)),
+        masks.face_region,
+        masks,
+        torch.zeros(1, n, 1, 1),  # a placeholder of the clip's length: c replaces it at every step
+        guidance=False,
+    )
+    bank = ReferenceBank()
+    pipeline.bank.clear()
+    ref = pipeline.reference_unet
+    ref(
+        pipeline.encode_pixels(conditions.reference).to(ref.device, ref.dtype),
+        torch.zeros((), device=ref.device),
+        encoder_hidden_states=conditions.face_tokens.to(ref.device, ref.dtype),
+        return_dict=False,
+    )
+    bank.states.update(pipeline.bank.states)
+    pipeline.bank.clear()
     return PreparedClip(
-        latents=latents.permute(1, 0, 2, 3)[None].to(device, dtype),
-        bank={k: v.to(device, dtype) for k, v in bank.items()},
-        audio_windows=pipeline.audio_windows(clip.audio, clip.sampling_rate, n, clip.fps),
+        latents=latents.transpose(0, 1)[None].to(device, dtype),
+        bank=bank,
+        audio_windows=windows[None],
         emotion_probs=torch.as_tensor(np.asarray(clip.emotion_probs, np.float32)),
         emotion_intensity=torch.as_tensor(np.asarray(clip.emotion_intensity, np.float32)),
-        pyramid={k: {r: m.to(device, dtype) for r, m in v.items()} for k, v in pyramid.items()},
-        face_features=locator(face.to(locator.device, locator.dtype)).to(device, dtype),
+        conditions=conditions,
     )
 
 
-def training_scheduler(pipeline: EmoTalkPipeline) -> DDPMScheduler:
-    """The noise schedule of the pipeline's scheduler (v-prediction, zero terminal SNR) as a DDPM one."""
+def training_scheduler(pipeline: HalloPipeline) -> DDPMScheduler:
+    """The pipeline scheduler's noise schedule (v-prediction, zero terminal SNR) as a DDPM one."""
     return DDPMScheduler.from_config(pipeline.scheduler.config)
 
 
-def fused_condition(pipeline: EmoTalkPipeline, prepared: PreparedClip) -> torch.Tensor:
-    """c = f_a + gate(f_a) * f_emo for every frame, with gradients: [F, tokens, dim]."""
-    ap, ep = pipeline.audio_projection, pipeline.emotion_projection
-    f_audio = ap(prepared.audio_windows.to(ap.device, ap.dtype))
-    f_emotion = ep(
-        prepared.emotion_probs.to(ep.device, ep.dtype), prepared.emotion_intensity.to(ep.device, ep.dtype)
-    )
-    return pipeline.fusion(f_audio.to(pipeline.fusion.dtype), f_emotion.to(pipeline.fusion.dtype))
-
-
 def diffusion_loss(
-    pipeline: EmoTalkPipeline,
+    pipeline: HalloPipeline,
     scheduler: DDPMScheduler,
     prepared: PreparedClip,
     generator: torch.Generator,
@@ -261,17 +239,20 @@ def diffusion_loss(
     t = cast(torch.IntTensor, torch.randint(0, steps, (1,), generator=generator).to(latents.device))
     noisy = scheduler.add_noise(latents, noise, t)
     target = scheduler.get_velocity(latents, noise, t)
-    condition = fused_condition(pipeline, prepared)[None].to(unet.device, unet.dtype)  # [1, F, tokens, dim]
+    tokens = pipeline.audio_tokens(prepared.audio_windows, prepared.emotion_probs, prepared.emotion_intensity)
     if condition_drop > 0 and float(torch.rand((), generator=generator)) < condition_drop:
-        condition = torch.zeros_like(condition)  # what the pipeline feeds the unconditional half of CFG
+        tokens = torch.zeros_like(tokens)  # what the unconditional half of guidance sees
+    conditions = prepared.conditions
+    audio = replace(conditions.audio, tokens=tokens[0].to(unet.device, unet.dtype))
     prediction = unet(
         noisy,
         t,
-        condition,
-        reference_bank=prepared.bank,
-        region_masks=prepared.pyramid,
-        face_features=prepared.face_features,
-    )
+        encoder_hidden_states=conditions.face_tokens,
+        audio=audio,
+        reference=prepared.bank,
+        guidance=False,
+        face_features=conditions.face_features,
+    ).sample
     return F.mse_loss(prediction.float(), target.float())
 
 
@@ -286,9 +267,7 @@ class TrainConfig:
     max_grad_norm: float = 1.0
     motion_frames: int = 2
     condition_drop: float = 0.05
-    train_temporal: bool = True
     cache_clips: int = 8  # prepare (encode) the clips once if there are at most this many
-    gradient_checkpointing: bool = False  # recompute the UNet's blocks in backward: Hallo trains this way
     seed: int = 0
 
 
@@ -308,7 +287,7 @@ def _load(source: ClipSource) -> TrainingClip:
 
 
 def cycle(
-    pipeline: EmoTalkPipeline,
+    pipeline: HalloPipeline,
     clips: Sequence[ClipSource],
     generator: torch.Generator,
     motion_frames: int,
@@ -325,20 +304,20 @@ def cycle(
 
 
 def train(
-    pipeline: EmoTalkPipeline,
+    pipeline: HalloPipeline,
     clips: Sequence[ClipSource],
     config: TrainConfig,
     progress: Callable[[int, int, float], None] | None = None,
 ) -> TrainResult:
-    """Train the alignment layers for `config.steps` steps, one clip per step; the pipeline is updated in
-    place (and left in eval mode with everything frozen). progress(step, steps, loss) after each step."""
+    """Train the adapter for `config.steps` steps, one clip per step; the pipeline is updated in place
+    (and left in eval mode with everything frozen). progress(step, steps, loss) after each step."""
     if not clips:
         raise ValueError("train needs at least one clip")
     if config.steps < 1:
         raise ValueError(f"steps must be at least 1, got {config.steps}")
     started = time.perf_counter()
     generator = torch.Generator().manual_seed(config.seed)
-    params = freeze_for_training(pipeline, config.train_temporal)
+    params = freeze_for_training(pipeline)
     result = TrainResult(
         trainable=sum(p.numel() for p in params),
         frozen=sum(
@@ -350,16 +329,8 @@ def train(
         ),
     )
     scheduler = training_scheduler(pipeline)
-    if config.gradient_checkpointing:
-        pipeline.denoising_unet.unet.enable_gradient_checkpointing()
     optimizer = torch.optim.AdamW(params, lr=config.learning_rate, weight_decay=config.weight_decay)
-    for module in (
-        pipeline.audio_projection,
-        pipeline.emotion_projection,
-        pipeline.fusion,
-        pipeline.denoising_unet,
-    ):
-        module.train()
+    pipeline.emotion_adapter.train()
     try:
         cache = len(clips) <= config.cache_clips
         batches = cycle(pipeline, clips, generator, config.motion_frames, cache)
@@ -376,8 +347,6 @@ def train(
             if progress is not None:
                 progress(step, config.steps, value)
     finally:
-        if config.gradient_checkpointing:
-            pipeline.denoising_unet.unet.disable_gradient_checkpointing()
         for module in pipeline.components.values():
             if isinstance(module, torch.nn.Module):
                 module.eval()
@@ -388,7 +357,7 @@ def train(
 
 @torch.no_grad()
 def evaluation_loss(
-    pipeline: EmoTalkPipeline,
+    pipeline: HalloPipeline,
     clips: Sequence[TrainingClip],
     samples: int = 4,
     seed: int = 1234,
@@ -403,73 +372,3 @@ def evaluation_loss(
         generator = torch.Generator().manual_seed(seed)
         losses += [float(diffusion_loss(pipeline, scheduler, prepared, generator)) for _ in range(samples)]
     return float(np.mean(losses))
-
-
-# -- a base pipeline from public weights ---------------------------------------------------------------
-
-_UNET_KEYS = (
-    "sample_size",
-    "in_channels",
-    "out_channels",
-    "block_out_channels",
-    "down_block_types",
-    "up_block_types",
-    "layers_per_block",
-    "cross_attention_dim",
-    "attention_head_dim",
-    "norm_num_groups",
-)
-
-
-def assemble_base_pipeline(
-    vae: Any,
-    unet: Any,
-    audio_encoder: Any,
-    hallo_state: dict[str, torch.Tensor] | None = None,
-    labels: Sequence[str] | None = None,
-) -> tuple[EmoTalkPipeline, Any]:
-    """The pipeline to train from, given loaded public weights (see docs/diffusion.md):
-    vae (sd-vae-ft-mse AutoencoderKL), unet (SD-1.5 UNet2DConditionModel, copied into both the
-    ReferenceNet and the denoiser's spatial layers) and audio_encoder (wav2vec2-base-960h Wav2Vec2Model).
-    With `hallo_state` (torch.load of Hallo's net.pth), its tensors overwrite where they fit.
-    Returns (pipeline, HalloConversion report or None). Projections and gate start random."""
-    import copy
-
-    from diffusers.schedulers.scheduling_ddim import DDIMScheduler
-
-    from models.render.diffusion.convert import load_hallo_state_dict
-    from models.render.diffusion.modules import (
-        DEFAULT_LABELS,
-        AudioProjection,
-        EmoTalkUNet,
-        EmotionProjection,
-        FaceLocator,
-        GatedFusion,
-    )
-    from models.render.diffusion.pipeline import hallo_scheduler_config
-
-    kwargs = {k: unet.config[k] for k in _UNET_KEYS}
-    denoising_unet = EmoTalkUNet(**kwargs)
-    # the SD weights fit the inner UNet as they are; our processors' region tensors keep their init
-    missing, unexpected = denoising_unet.unet.load_state_dict(unet.state_dict(), strict=False)
-    if unexpected or any(".processor." not in k for k in missing):
-        raise ValueError(
-            f"UNet weights do not fit EmoTalkUNet: missing {missing[:3]}, unexpected {unexpected[:3]}"
-        )
-    dim = int(kwargs["cross_attention_dim"])
-    audio_config = audio_encoder.config
-    pipeline = EmoTalkPipeline(
-        vae=vae,
-        reference_net=copy.deepcopy(unet),  # a plain UNet2DConditionModel: deepcopy is safe (no hooks)
-        denoising_unet=denoising_unet,
-        audio_encoder=audio_encoder.eval(),
-        audio_projection=AudioProjection(
-            layers=audio_config.num_hidden_layers, channels=audio_config.hidden_size, dim=dim
-        ),
-        emotion_projection=EmotionProjection(labels=tuple(labels or DEFAULT_LABELS), dim=dim),
-        fusion=GatedFusion(dim=dim),
-        face_locator=FaceLocator(out_channels=int(kwargs["block_out_channels"][0])),
-        scheduler=DDIMScheduler(**hallo_scheduler_config()),
-    )
-    report = load_hallo_state_dict(pipeline, hallo_state) if hallo_state is not None else None
-    return pipeline, report
