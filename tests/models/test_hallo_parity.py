@@ -59,7 +59,9 @@ SD15_UNET = {  # runwayml/stable-diffusion-v1-5 unet/config.json, Hallo's base_m
 # the output's range, not an elementwise rtol.
 RELATIVE_L2 = 1e-4
 RELATIVE_MAX = 1e-4
-VIDEO_MAX = 1e-3  # decoded pixels after 3 steps x 2 clips; Hallo against itself: 4e-4 (clip 2)
+# the second clip inherits the first one's rounding through its motion frames: measured 9.9e-5 / 4.6e-4
+# here, and Hallo against itself (1 vs 2 threads) moves that clip by up to 4e-4
+VIDEO_L2, VIDEO_MAX = 2e-4, 1e-3
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -123,13 +125,15 @@ def net(tiny: dict[str, Any]) -> HalloNet:
     return built.eval()
 
 
-def _close(actual: torch.Tensor, wanted: torch.Tensor, largest: float = RELATIVE_MAX) -> None:
+def _close(
+    actual: torch.Tensor, wanted: torch.Tensor, l2: float = RELATIVE_L2, largest: float = RELATIVE_MAX
+) -> None:
     assert actual.shape == wanted.shape
     error = (actual - wanted).double()
     scale = wanted.double().abs().max().clamp_min(1e-12)
     relative_l2 = float(error.norm() / wanted.double().norm().clamp_min(1e-12))
     relative_max = float(error.abs().max() / scale)
-    assert relative_l2 <= RELATIVE_L2 and relative_max <= largest, (relative_l2, relative_max)
+    assert relative_l2 <= l2 and relative_max <= largest, (relative_l2, relative_max)
 
 
 @torch.no_grad()
@@ -253,6 +257,6 @@ def test_two_clips_with_motion_frames_match_hallos_pipeline(
             latents=expected[prefix + "initial_latents"],
         )
         assert torch.equal(pipeline.scheduler.timesteps, expected[prefix + "timesteps"].to(torch.long))
-        _close(video, expected[prefix + "video"], largest=VIDEO_MAX)
+        _close(video, expected[prefix + "video"], l2=VIDEO_L2, largest=VIDEO_MAX)
         # the next clip's motion frames: this clip's last frames, back in -1..1
         motion = video[0, :, -settings["n_motion_frames"] :].transpose(0, 1) * 2.0 - 1.0

@@ -138,8 +138,13 @@ class DiffusionRenderer:
             raise InputError(f"guidance must be >= 1 (1 turns classifier-free guidance off), got {guidance}")
         if not 0.0 <= reference_expression <= 1.0:
             raise InputError(f"reference_expression must be between 0 and 1, got {reference_expression}")
-        torch_dtype = resolve_dtype(dtype)
         target = check_device(device)
+        # Hallo's inference dtype on a GPU; float32 elsewhere, where float16 kernels are missing
+        torch_dtype = (
+            resolve_dtype(dtype)
+            if dtype is not None
+            else (torch.float16 if target.type == "cuda" else torch.float32)
+        )
         if torch_dtype == torch.float16 and target.type == "cpu":
             raise EngineError("dtype float16 needs a GPU; on device='cpu' use 'bfloat16' or 'float32'")
         self.weights = Path(weights).expanduser()

@@ -169,8 +169,10 @@ class HalloPipeline(DiffusionPipeline):
         frames = audio_tokens.shape[1]
         embedding = face_embedding.reshape(1, -1).to(self.image_proj.device, self.image_proj.dtype)
         face_tokens = self.image_proj(embedding)
-        region = face_region.reshape(1, 3, 1, *face_region.shape[-2:]).expand(-1, -1, frames, -1, -1)
+        # the same mask every frame: located once, then repeated (Hallo runs it on every copy)
+        region = face_region.reshape(1, 3, 1, *face_region.shape[-2:])
         features = self.face_locator(region.to(self.face_locator.device, self.face_locator.dtype))
+        features = features.expand(-1, -1, frames, -1, -1)
         tokens = audio_tokens[0]
         levels = {
             name: [m.expand(frames, -1) for m in getattr(masks, name)] for name in ("full", "face", "lip")

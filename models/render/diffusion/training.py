@@ -72,6 +72,8 @@ class TrainingClip:
                 f"emotion_probs must be ({n}, {labels}) and emotion_intensity ({n},), got "
                 f"{np.shape(self.emotion_probs)} and {np.shape(self.emotion_intensity)}"
             )
+        if self.fps != round(self.fps) or not 1 <= self.fps <= 120:
+            raise ValueError(f"fps must be a whole number of frames per second (Hallo: 25), got {self.fps}")
         if self.motion is not None and self.motion.shape[1:] != self.portrait.shape:
             raise ValueError(f"motion frames must be (M, {size}, {size}, 3), got {self.motion.shape}")
 
@@ -185,7 +187,7 @@ def prepare_clip(pipeline: HalloPipeline, clip: TrainingClip, motion_frames: int
     before = [_to_pixels(frame) for frame in clip.motion] if clip.motion is not None else []
     motion = torch.cat([portrait.expand(motion_frames, -1, -1, -1), *before])[len(before) :]
     motion = motion[motion.shape[0] - motion_frames :] if motion_frames else motion[:0]
-    windows, _ = hallo_audio_features(pipeline.audio_encoder, clip.audio, clip.sampling_rate, int(clip.fps))
+    windows, _ = hallo_audio_features(pipeline.audio_encoder, clip.audio, clip.sampling_rate, round(clip.fps))
     windows = torch.cat([windows, windows[-1:].expand(max(0, n - len(windows)), -1, -1, -1)])[:n]
     masks = hallo_masks(np.asarray(clip.landmarks, np.float32), size)
     embedding = clip.face_embedding if clip.face_embedding is not None else np.zeros(512, np.float32)
