@@ -25,7 +25,7 @@ from models.render.diffusion import (
 from models.render.diffusion.audio import hallo_audio_features
 from models.render.diffusion.masks import hallo_masks
 from models.render.diffusion.pipeline import _to_pixels
-from models.render.diffusion.weights import NET, OVERRIDES, UNET_CONFIG, VAE_DIR
+from models.render.diffusion.weights import NET, OVERRIDES, RELEASES, UNET_CONFIG, VAE_DIR, release
 from models.render.topology import FACE_OVAL, LIP_OUTER_LOWER, LIP_OUTER_UPPER
 from models.types import CurvePoint, EmotionCurve, Speech, Timings
 from models.vision.face import Portrait, prepare_portrait
@@ -338,3 +338,56 @@ def test_engine_settings_are_checked(weights: Path) -> None:
             DiffusionRenderer(weights, device="cuda")
     with pytest.raises(EngineError, match="no folder"):
         DiffusionRenderer(weights / "nowhere")
+
+
+# -- Hallo2: the same tensors, two inference settings of its own ------------------------------------------
+
+
+def test_a_hallo2_folder_is_recognised_and_loads_strictly(weights: Path, tmp_path: Path) -> None:
+    folder = _copy(weights, tmp_path)
+    (folder / "hallo2").mkdir()
+    shutil.copy(folder / NET, folder / "hallo2" / "net.pth")
+    with pytest.raises(EngineError, match='"checkpoint": "hallo2"'):
+        release(folder)  # both present: the folder must say which
+    (folder / NET).unlink()
+    assert release(folder) == RELEASES["hallo2"] and RELEASES["hallo2"].motion_mask_rate == 0.25
+    report = check_weights(folder)
+    assert report.ok and any(item.path == "hallo2/net.pth" and item.status == "ok" for item in report.files)
+    load_pipeline(folder)
+
+
+def test_hallo2_blanks_motion_frame_pixels_off_the_face(pipeline: HalloPipeline, monkeypatch: Any) -> None:
+    seen: list[torch.Tensor] = []
+    clip_conditions = pipeline.clip_conditions
+
+    def spy(reference: torch.Tensor, *args: Any, **kwargs: Any) -> Any:
+        seen.append(reference)
+        return clip_conditions(reference, *args, **kwargs)
+
+    monkeypatch.setattr(pipeline, "clip_conditions", spy)
+    portrait = make_portrait()
+    pipeline(
+        portrait.image, portrait.landmarks, make_speech(0.2).samples, SR, np.zeros(512, np.float32),
+        num_inference_steps=1, motion_mask_rate=0.25, generator=torch.Generator().manual_seed(0),
+    )  # fmt: skip
+    pixels = _to_pixels(portrait.image)[0]
+    face = hallo_masks(portrait.landmarks, SIZE).face_region.bool()
+    (reference,) = seen
+    assert torch.equal(reference[0], pixels)  # the portrait itself is never masked
+    for frame in reference[1:]:
+        assert torch.equal(frame[face], pixels[face])
+        blanked = float((frame[~face] == 0).float().mean())
+        assert 0.15 < blanked < 0.35  # about a quarter of the pixels off the face box
+
+
+def test_hallo2_encodes_long_speech_in_pieces(pipeline: HalloPipeline) -> None:
+    speech = make_speech(1.0).samples
+    encoder = pipeline.audio_encoder
+    whole, frames = hallo_audio_features(encoder, speech, SR, 25, 16)
+    same, same_frames = hallo_audio_features(encoder, speech, SR, 25, 16, segment_seconds=5.0)
+    assert torch.equal(whole, same) and frames == same_frames == 25
+    pieces, piece_frames = hallo_audio_features(encoder, speech, SR, 25, 16, segment_seconds=0.4)
+    assert pieces.shape == whole.shape and piece_frames == 25  # 0.4 + 0.4 + 0.2 s, padded to 32 frames
+    first, _ = hallo_audio_features(encoder, speech[: int(0.4 * SR)], SR, 25)
+    torch.testing.assert_close(pieces[:8, 2], first[:8, 2])  # window centres: the piece encoded alone
+    assert not torch.allclose(pieces[:25], whole[:25])

@@ -260,3 +260,9 @@ def test_two_clips_with_motion_frames_match_hallos_pipeline(
         _close(video, expected[prefix + "video"], l2=VIDEO_L2, largest=VIDEO_MAX)
         # the next clip's motion frames: this clip's last frames, back in -1..1
         motion = video[0, :, -settings["n_motion_frames"] :].transpose(0, 1) * 2.0 - 1.0
+
+
+def test_hallo2_releases_the_same_tensors() -> None:
+    hallo = json.loads((FIXTURES / "hallo_tensors.json").read_text())["tensors"]
+    hallo2 = json.loads((FIXTURES / "hallo2_tensors.json").read_text())
+    assert hallo2["tensors"] == hallo and hallo2["count"] == 2656

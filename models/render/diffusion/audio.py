@@ -92,43 +92,69 @@ def hallo_audio_features(
     sample_rate: int,
     fps: int,
     clip_frames: int | None = None,
+    segment_seconds: float | None = None,
 ) -> tuple[torch.Tensor, int]:
     """(windows [padded_frames, 5, layers, channels] float32 on the encoder's device, frames of speech).
 
     `frames` is ceil(duration * fps); with `clip_frames` the features are padded with silence to the next
     multiple of it, so the windows cover whole clips and their first `frames` rows are the speech. The
     encoder runs in its own dtype and must be in eval mode (as `from_pretrained` returns it).
+
+    `segment_seconds` (Hallo2: 60) encodes the speech in pieces of that length, each normalised and
+    encoded on its own, as Hallo2's long-video inference does; None (Hallo) encodes it whole.
     """
     _check_audio(samples, sample_rate, fps, clip_frames)
     if encoder.training:
         raise EngineError("the wav2vec2 encoder is in training mode (dropout on); call encoder.eval() first")
+    if segment_seconds is not None and not segment_seconds > 0:
+        raise InputError(f"segment_seconds must be positive or None, got {segment_seconds!r}")
     if sample_rate != AUDIO_SAMPLE_RATE:
         # Hallo decodes with librosa at 16 kHz (soxr); this polyphase filter gives the same length and
         # differs only in its anti-alias filter's ripple and roll-off near 8 kHz.
         common = math.gcd(AUDIO_SAMPLE_RATE, sample_rate)
         samples = resample_poly(samples, AUDIO_SAMPLE_RATE // common, sample_rate // common)
-    audio = _normalise(samples)
-
-    frames = math.ceil(len(audio) / AUDIO_SAMPLE_RATE * fps)
-    padded = frames
-    if clip_frames is not None and frames % clip_frames:
-        short = clip_frames - frames % clip_frames
-        # Hallo pads after normalising, with a whole number of samples per missing frame
-        audio = np.pad(audio, (0, short * (AUDIO_SAMPLE_RATE // fps)))
-        padded += short
     need = _min_samples(encoder)
-    if len(audio) < need:
-        raise InputError(
-            f"audio is too short: {len(audio)} samples at 16 kHz, the encoder needs at least {need} "
-            f"({1000 * need / AUDIO_SAMPLE_RATE:.0f} ms)"
-        )
+    pieces = _pieces(samples, segment_seconds, need)
+    states: list[torch.Tensor] = []
+    frames = 0
+    for number, piece in enumerate(pieces):
+        audio = _normalise(piece)
+        piece_frames = math.ceil(len(audio) / AUDIO_SAMPLE_RATE * fps)
+        short = 0
+        if clip_frames is not None and number == len(pieces) - 1:
+            # Hallo pads after normalising, with a whole number of samples per missing frame; the last
+            # piece takes the whole video's padding (Hallo2 skips it when that piece alone is whole)
+            short = -(frames + piece_frames) % clip_frames
+            audio = np.pad(audio, (0, short * (AUDIO_SAMPLE_RATE // fps)))
+        if len(audio) < need:
+            raise InputError(
+                f"audio is too short: {len(audio)} samples at 16 kHz, the encoder needs at least {need} "
+                f"({1000 * need / AUDIO_SAMPLE_RATE:.0f} ms)"
+            )
+        states.append(_layer_states(encoder, audio, piece_frames + short))
+        frames += piece_frames
+    return audio_windows(torch.cat(states)).float(), frames
 
+
+def _pieces(samples: np.ndarray, segment_seconds: float | None, need: int) -> list[np.ndarray]:
+    """The speech cut every `segment_seconds`; a last piece too short to encode joins the one before."""
+    if segment_seconds is None:
+        return [samples]
+    step = max(1, round(segment_seconds * AUDIO_SAMPLE_RATE))
+    pieces = [samples[start : start + step] for start in range(0, len(samples), step)]
+    if len(pieces) > 1 and len(pieces[-1]) < need:
+        pieces[-2:] = [np.concatenate(pieces[-2:])]
+    return pieces
+
+
+def _layer_states(encoder: Wav2Vec2Model, audio: np.ndarray, frames: int) -> torch.Tensor:
+    """Every transformer layer's output, one row per video frame: [frames, layers, channels]."""
     weight = next(encoder.parameters())
     values = torch.from_numpy(audio).to(device=weight.device, dtype=weight.dtype)[None]
     conv = encoder.feature_extractor(values)  # [1, channels, 50 Hz frames]
     # stretched to one row per video frame; float32 because half-precision linear interpolation is not
     # implemented on every device
-    conv = F.interpolate(conv.float(), size=padded, mode="linear", align_corners=True).to(weight.dtype)
+    conv = F.interpolate(conv.float(), size=frames, mode="linear", align_corners=True).to(weight.dtype)
     hidden = encoder.feature_projection(conv.transpose(1, 2))[0]
 
     # The encoder's own hidden-state output changed between transformers 4 and 5 (returned by the
@@ -148,5 +174,4 @@ def hallo_audio_features(
             hook.remove()
     if len(layers) != len(encoder.encoder.layers):
         raise EngineError(f"the wav2vec2 encoder ran {len(layers)} of {len(encoder.encoder.layers)} layers")
-    states = torch.stack([*layers[:-1], last], dim=2)[0]  # [padded, layers, channels]
-    return audio_windows(states).float(), frames
+    return torch.stack([*layers[:-1], last], dim=2)[0]

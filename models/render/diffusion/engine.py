@@ -28,13 +28,14 @@ from models.render.diffusion.pipeline import CLIP_FRAMES, MOTION_FRAMES, HalloPi
 from models.render.diffusion.weights import (
     ADAPTER_DIR,
     FACE_ANALYSIS_DIR,
-    NET,
     OVERRIDES,
+    RELEASES,
     UNET_CONFIG,
     VAE_DIR,
     WAV2VEC_DIR,
     load_pipeline,
     overrides,
+    release,
 )
 from models.render.inputs import check_render_inputs, frame_count
 from models.render.preview import PreviewRenderer
@@ -49,7 +50,15 @@ _DTYPES = {
     "bfloat16": torch.bfloat16,
     "bf16": torch.bfloat16,
 }
-_READ = (NET, UNET_CONFIG, VAE_DIR, WAV2VEC_DIR, FACE_ANALYSIS_DIR, ADAPTER_DIR, OVERRIDES)
+_READ = (
+    *(item.net for item in RELEASES.values()),
+    UNET_CONFIG,
+    VAE_DIR,
+    WAV2VEC_DIR,
+    FACE_ANALYSIS_DIR,
+    ADAPTER_DIR,
+    OVERRIDES,
+)
 
 
 def resolve_dtype(dtype: str | torch.dtype | None) -> torch.dtype:
@@ -154,6 +163,7 @@ class DiffusionRenderer:
         self.steps = int(steps)
         self.guidance = float(guidance)
         self.reference_expression = float(reference_expression)
+        self.release = release(self.weights)
         self.pipeline: HalloPipeline = load_pipeline(self.weights, target, torch_dtype)
         self.embedder = _embedder(self.weights)
         self.labels: list[str] = list(self.pipeline.emotion_adapter.config["labels"])
@@ -212,6 +222,8 @@ class DiffusionRenderer:
             guidance_scale=self.guidance,
             clip_frames=CLIP_FRAMES,
             motion_frames=MOTION_FRAMES,
+            motion_mask_rate=self.release.motion_mask_rate,
+            audio_segment_seconds=self.release.audio_segment_seconds,
             generator=torch.Generator(device="cpu").manual_seed(self.seed),
             stream=True,
         )

@@ -279,6 +279,7 @@ class HalloPipeline(DiffusionPipeline):
         clip_references: Sequence[np.ndarray] | None,
         num_inference_steps: int,
         guidance_scale: float,
+        motion_mask_rate: float | None = None,
     ) -> None:
         if portrait.ndim != 3 or portrait.shape[2] != 3 or portrait.shape[0] != portrait.shape[1]:
             raise ValueError(f"portrait must be a square RGB image [S, S, 3], got shape {portrait.shape}")
@@ -311,6 +312,8 @@ class HalloPipeline(DiffusionPipeline):
             raise ValueError(f"num_inference_steps must be at least 1, got {num_inference_steps}")
         if guidance_scale < 1.0:
             raise ValueError(f"guidance_scale must be >= 1 (1 turns guidance off), got {guidance_scale}")
+        if motion_mask_rate is not None and not 0.0 <= motion_mask_rate < 1.0:
+            raise ValueError(f"motion_mask_rate must be in [0, 1) or None, got {motion_mask_rate}")
 
     @torch.no_grad()
     def __call__(
@@ -328,6 +331,8 @@ class HalloPipeline(DiffusionPipeline):
         guidance_scale: float = 3.5,
         clip_frames: int = CLIP_FRAMES,
         motion_frames: int = MOTION_FRAMES,
+        motion_mask_rate: float | None = None,
+        audio_segment_seconds: float | None = None,
         generator: torch.Generator | None = None,
         callback: Callable[[int, int], None] | None = None,
         stream: bool = False,
@@ -336,12 +341,14 @@ class HalloPipeline(DiffusionPipeline):
 
         emotion_probs [frames, labels] (the adapter's label order) and emotion_intensity [frames] feed the
         adapter; clip_references, one image per clip, replace the portrait in that clip's ReferenceNet.
+        Hallo2's settings: motion_mask_rate 0.25 (that share of the motion frames' pixels off the face
+        box is blanked, drawn before each clip's noise), audio_segment_seconds 60.
         callback(done_steps, total_steps) after every denoising step.
         """
         # 1. Check inputs
         self.check_inputs(
             portrait, landmarks, audio, sample_rate, face_embedding, emotion_probs, emotion_intensity,
-            clip_references, num_inference_steps, guidance_scale,
+            clip_references, num_inference_steps, guidance_scale, motion_mask_rate,
         )  # fmt: skip
 
         # 2. Define call parameters
@@ -349,7 +356,9 @@ class HalloPipeline(DiffusionPipeline):
         guidance = guidance_scale > 1.0
 
         # 3. Encode conditions: audio windows for every frame (padded to whole clips), masks, identity
-        windows, num_frames = hallo_audio_features(self.audio_encoder, audio, sample_rate, fps, clip_frames)
+        windows, num_frames = hallo_audio_features(
+            self.audio_encoder, audio, sample_rate, fps, clip_frames, audio_segment_seconds
+        )
         clips = windows.shape[0] // clip_frames
         if clip_references is not None and len(clip_references) != clips:
             raise ValueError(f"{len(clip_references)} clip references for {clips} clips")
@@ -366,6 +375,8 @@ class HalloPipeline(DiffusionPipeline):
                 portrait_pixels = _to_pixels(image)
                 # the first clip starts from the portrait's own pose
                 previous = portrait_pixels.expand(motion_frames, -1, -1, -1) if motion is None else motion
+                if motion_mask_rate is not None:
+                    previous = _masked(previous, masks.face_region, motion_mask_rate, generator)
                 conditions = self.clip_conditions(
                     torch.cat([portrait_pixels, previous]),
                     embedding,
@@ -391,6 +402,14 @@ class HalloPipeline(DiffusionPipeline):
         if stream:
             return HalloPipelineOutput(frames=generate())
         return HalloPipelineOutput(frames=np.concatenate(list(generate())))
+
+
+def _masked(
+    frames: torch.Tensor, face_region: torch.Tensor, rate: float, generator: torch.Generator | None
+) -> torch.Tensor:
+    """Hallo2's motion-frame dropout: pixels off the face box are blanked with probability `rate`."""
+    keep = torch.rand(frames.shape[-2:], generator=generator) > rate
+    return frames * (keep | face_region.bool()).to(frames)
 
 
 def _to_pixels(image: np.ndarray) -> torch.Tensor:

@@ -3,7 +3,7 @@
 A weights folder is Hallo's `pretrained_models/` as its README lays it out (the download list is in
 docs/diffusion.md). The renderer reads:
 
-    hallo/net.pth                            every tensor of both UNets, the face locator, the projections
+    hallo/net.pth (or hallo2/net.pth)        every tensor of both UNets, the face locator, the projections
     stable-diffusion-v1-5/unet/config.json   the UNet architecture
     sd-vae-ft-mse/                           the VAE (config + weights)
     wav2vec/wav2vec2-base-960h/              the audio encoder (config + weights)
@@ -49,6 +49,24 @@ from models.render.diffusion.unet import HALLO_UNET_KWARGS, DenoisingUNet
 
 HF_REPO = "fudan-generative-ai/hallo"  # the weights; the code is github.com/fudan-generative-vision/hallo
 NET = "hallo/net.pth"
+
+
+@dataclass(frozen=True)
+class Release:
+    """A published checkpoint with Hallo's tensor layout, and the inference settings it was made for."""
+
+    name: str
+    net: str  # path in the weights folder
+    motion_mask_rate: float | None  # Hallo2 blanks this share of the motion frames' pixels off the face
+    audio_segment_seconds: float | None  # Hallo2 encodes long speech in pieces of this length
+
+
+RELEASES = {
+    "hallo": Release("hallo", NET, None, None),
+    # fudan-generative-vision/hallo2, configs/inference/long.yaml: the same 2,656 tensors (compared in
+    # tests/fixtures/hallo/hallo2_tensors.json), masked motion frames, audio cut every 60 s
+    "hallo2": Release("hallo2", "hallo2/net.pth", 0.25, 60.0),
+}
 UNET_CONFIG = "stable-diffusion-v1-5/unet/config.json"
 VAE_DIR = "sd-vae-ft-mse"
 WAV2VEC_DIR = "wav2vec/wav2vec2-base-960h"
@@ -156,6 +174,24 @@ class NetConfig:
     emotion_adapter: dict[str, Any]
 
 
+def release(root: Path) -> Release:
+    """Which checkpoint the folder holds: emoflow.json's "checkpoint" if set, else the one net.pth present."""
+    chosen = overrides(root).get("checkpoint")
+    if chosen is not None:
+        if chosen not in RELEASES:
+            raise EngineError(
+                f"{root / OVERRIDES}: checkpoint must be one of {sorted(RELEASES)}, got {chosen!r}"
+            )
+        return RELEASES[chosen]
+    present = [item for item in RELEASES.values() if (root / item.net).is_file()]
+    if len(present) > 1:
+        names = ", ".join(item.net for item in present)
+        raise EngineError(
+            f'{root} holds {names}: say which to use in {OVERRIDES}, e.g. {{"checkpoint": "hallo2"}}'
+        )
+    return present[0] if present else RELEASES["hallo"]
+
+
 def net_config(root: Path) -> NetConfig:
     """Hallo's inference arguments (scripts/inference.py), derived from the folder's configs."""
     sd_unet = _read_json(root / UNET_CONFIG)
@@ -210,7 +246,10 @@ def expected_tensors(config: NetConfig) -> dict[str, tuple[int, ...]]:
 def read_net(path: Path, mmap: bool = True) -> Mapping[str, torch.Tensor]:
     """net.pth's state dict; memory-mapped, so shapes are known without reading multi-GB of data."""
     if not path.is_file():
-        raise EngineError(f"missing {path}: download hallo/net.pth from huggingface.co/{HF_REPO}")
+        raise EngineError(
+            f"missing {path}: download hallo/net.pth from huggingface.co/{HF_REPO} "
+            "(or Hallo2's hallo2/net.pth from huggingface.co/fudan-generative-ai/hallo2)"
+        )
     try:
         state = torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
     except (RuntimeError, OSError, EOFError, zipfile.BadZipFile, ValueError) as exc:
@@ -304,10 +343,15 @@ def check_weights(root: str | Path) -> WeightsReport:
         )
         expected = {}
     try:
-        found = read_net(root / NET)
+        net = release(root).net
     except EngineError as exc:
-        status = "missing" if not (root / NET).is_file() else "unreadable"
-        report.files.append(FileCheck(NET, status, str(exc)))
+        report.files.append(FileCheck(OVERRIDES, "mismatch", str(exc)))
+        net = NET
+    try:
+        found = read_net(root / net)
+    except EngineError as exc:
+        status = "missing" if not (root / net).is_file() else "unreadable"
+        report.files.append(FileCheck(net, status, str(exc)))
         found = {}
     if found and expected:
         loadable = {
@@ -318,12 +362,12 @@ def check_weights(root: str | Path) -> WeightsReport:
             names = [name for name in expected if name.startswith(part + ".")]
             report.per_part[part] = (sum(name in loadable for name in names), len(names))
         try:
-            match_tensors(expected, found, root / NET)
+            match_tensors(expected, found, root / net)
             report.files.append(
-                FileCheck(NET, "ok", f"all {len(expected)} tensors, names and shapes as expected")
+                FileCheck(net, "ok", f"all {len(expected)} tensors, names and shapes as expected")
             )
         except EngineError as exc:
-            report.files.append(FileCheck(NET, "mismatch", str(exc)))
+            report.files.append(FileCheck(net, "mismatch", str(exc)))
     report.files.append(_check_safetensors_folder(root / VAE_DIR, VAE_DIR))
     report.files.append(_check_safetensors_folder(root / WAV2VEC_DIR, WAV2VEC_DIR))
     report.files.extend(_check_identity(root))
@@ -342,12 +386,13 @@ def load_pipeline(
         raise EngineError(f"diffusion weights: no folder at {root} (the layout is in docs/diffusion.md)")
     config = net_config(root)
     net = build_net(config, "meta")
-    state = read_net(root / NET, mmap=True)
-    match_tensors({k: tuple(v.shape) for k, v in net.state_dict().items()}, state, root / NET)
+    source = root / release(root).net
+    state = read_net(source, mmap=True)
+    match_tensors({k: tuple(v.shape) for k, v in net.state_dict().items()}, state, source)
     net.load_state_dict(state, strict=True, assign=True)  # meta tensors replaced by the file's
     left = [name for name, tensor in net.state_dict().items() if tensor.is_meta]
     if left:
-        raise EngineError(f"{root / NET}: {len(left)} tensors were not loaded, first {left[0]}")
+        raise EngineError(f"{source}: {len(left)} tensors were not loaded, first {left[0]}")
     for check in (
         _check_safetensors_folder(root / VAE_DIR, VAE_DIR),
         _check_safetensors_folder(root / WAV2VEC_DIR, WAV2VEC_DIR),
