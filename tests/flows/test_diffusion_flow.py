@@ -5,11 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
 from emoflow.cli import app
+from emoflow.web.app import create_app
 from models.publish.video import probe
 from models.render.diffusion import write_tiny_weights
+from stores.tokens import create_token
 from tasks.context import open_store
 
 
@@ -44,6 +47,16 @@ def test_diffusion_renderer_through_the_narrate_flow(
     assert len(render.params["weights_sha256"]) == 64
     info = probe(tmp_path / "out" / "video.mp4")
     assert info["has_video"] and info["has_audio"]
+
+    # the inspector shows the run, its render step and the weights' digest
+    _, secret = create_token(open_store(), "vera", "viewer", actor="test")
+    headers = {"Authorization": f"Bearer {secret}"}
+    with TestClient(create_app(open_store())) as client:
+        shown = client.get(f"/runs/{run.id}", headers=headers)
+        assert shown.status_code == 200
+        steps = {step["stage"]: step for step in shown.json()["steps"]}
+        assert steps["render"]["engine"] == "diffusion"
+        assert steps["render"]["params"]["weights_sha256"] == render.params["weights_sha256"]
 
     # a changed file the renderer reads, new cache key: the render runs again; speech and curve are reused
     (weights / "emoflow.json").write_text((weights / "emoflow.json").read_text() + "\n")
