@@ -16,9 +16,11 @@ from rich.table import Table
 from rich.text import Text
 
 from emoflow.commands.evaluate import evaluate_app
+from emoflow.commands.server import server_app
 from emoflow.commands.store import store_app
 from emoflow.commands.web import register as register_web_commands
 from emoflow.commands.weights import weights_app
+from emoflow.prefect_server import use_shared_server
 from kernel.errors import EmoflowError
 from kernel.runtime import configure_environment
 from kernel.settings import (
@@ -124,6 +126,7 @@ def narrate(
         overrides["weights"] = str(Path(weights).resolve())
     try:
         spec = load_job_file(job_file, overrides)
+        use_shared_server()  # before Prefect is imported: its settings are read once
         from flows.narrate import narrate_here, open_store, submit_job
         from kernel.progress import listening
 
@@ -190,6 +193,7 @@ def batch(
         _fail(EmoflowError("give a MANIFEST or --queue, not both or neither"))
         return
     try:
+        use_shared_server()
         from flows.batch import drain_queue, make_task_runner, run_manifest
         from kernel.manifest import load_manifest
         from kernel.progress import listening
@@ -458,6 +462,7 @@ register_web_commands(app)
 app.add_typer(evaluate_app, name="evaluate")
 app.add_typer(store_app, name="store")
 app.add_typer(weights_app, name="weights")
+app.add_typer(server_app, name="server")
 
 if __name__ == "__main__":
     sys.exit(app())

@@ -40,6 +40,11 @@ class Settings(BaseSettings):
         description="Learned EFP model: a name or sha256 in the store (python -m flows.train_efp), or a file",
     )
     renderer: RendererName = "preview"
+    prefect_server: Literal["shared", "ephemeral"] = Field(
+        default="shared",
+        description="shared: one local Prefect server per EMOFLOW_HOME, kept between commands "
+        "(`emoflow server stop` ends it); ephemeral: Prefect's own server inside every process",
+    )
 
     diffusion_weights: str | None = Field(
         default=None,

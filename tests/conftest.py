@@ -17,6 +17,9 @@ os.environ["DO_NOT_TRACK"] = "1"
 os.environ["PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS"] = "120"
 os.environ["PREFECT_LOGGING_LEVEL"] = "WARNING"
 os.environ["HF_HUB_OFFLINE"] = "1"
+# tests get Prefect from the prefect_api fixture or their own process; none may leave a shared server
+# running (tests/reliability/test_prefect_server.py starts and stops one on purpose)
+os.environ["EMOFLOW_PREFECT_SERVER"] = "ephemeral"
 
 
 # CI starts a throwaway PostgreSQL (.ci/postgres.sh); then store and flow tests run on both databases.

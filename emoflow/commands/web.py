@@ -13,6 +13,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from emoflow.prefect_server import use_shared_server
 from kernel.errors import EmoflowError
 from kernel.settings import get_settings
 
@@ -53,6 +54,7 @@ def serve(
     from emoflow.web.app import create_app
 
     try:
+        use_shared_server()  # the jobs' flows report to the home's server, which outlives this one
         app = create_app(workers=workers)
     except EmoflowError as exc:
         _fail(exc)

@@ -12,6 +12,8 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
+ORIGIN = "http://testserver"  # the TestClient's base URL: the inspector's own origin in these tests
+
 
 @dataclass
 class Inspector:
@@ -26,8 +28,15 @@ class Inspector:
 
     def browser(self) -> TestClient:
         """Another client of the same app (so flows it starts are the ones `wait` sees), with its
-        own cookie jar; not entered, so closing it does not shut the app's launcher down."""
-        return TestClient(self.app)
+        own cookie jar; not entered, so closing it does not shut the app's launcher down. Like a
+        browser on the inspector's own pages, it names the inspector as the Origin of what it sends."""
+        return TestClient(self.app, headers={"Origin": ORIGIN})
+
+    def logged_in(self, secret: str) -> TestClient:
+        browser = self.browser()
+        response = browser.post("/ui/login", data={"token": secret}, follow_redirects=False)
+        assert response.status_code == 303, response.text
+        return browser
 
     def wait(self, job_id: str, timeout: float = 180.0) -> dict[str, Any]:
         """Poll the job until no flow is queued or running for it."""
@@ -70,9 +79,21 @@ def inspector(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Inspector]:
         reset_stores()
 
 
-def png_bytes(image: Any) -> bytes:
+@pytest.fixture
+def launched(inspector: Inspector, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Job ids the app would narrate; nothing runs, so no Prefect server is needed."""
+    jobs: list[str] = []
+    monkeypatch.setattr(inspector.app.state.launcher, "launch", lambda job_id, *_args: jobs.append(job_id))
+    return jobs
+
+
+def png_bytes(image: Any, size: int | None = None) -> bytes:
+    """`image` as PNG bytes, resized to `size` x `size` when given."""
     from PIL import Image
 
+    picture = Image.fromarray(image)
+    if size is not None:
+        picture = picture.resize((size, size))
     buffer = io.BytesIO()
-    Image.fromarray(image).save(buffer, format="PNG")
+    picture.save(buffer, format="PNG")
     return buffer.getvalue()

@@ -14,14 +14,6 @@ from tests.web.conftest import Inspector, png_bytes
 SERVER_SIDE = {"script_file", "output_dir", "submitter"}
 
 
-@pytest.fixture
-def launched(inspector: Inspector, monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """Job ids the app would narrate; nothing runs, so no Prefect server is needed."""
-    jobs: list[str] = []
-    monkeypatch.setattr(inspector.app.state.launcher, "launch", lambda job_id, *_args: jobs.append(job_id))
-    return jobs
-
-
 def api_form_fields(openapi: dict[str, Any]) -> dict[str, Any]:
     """The properties of POST /jobs's multipart body, following $refs into the components."""
     body = openapi["paths"]["/jobs"]["post"]["requestBody"]["content"]["multipart/form-data"]["schema"]
@@ -105,3 +97,52 @@ def test_html_form_uploads_a_portrait(inspector: Inspector, launched: list[str])
     assert portrait.media_type == "image/png"
     height, width = data.astronaut().shape[:2]
     assert (portrait.metadata["width"], portrait.metadata["height"]) == (width, height)
+
+
+def test_html_form_upload_is_a_starlette_upload_and_reaches_the_job(
+    inspector: Inspector, launched: list[str]
+) -> None:
+    """Issue #18: request.form() gives Starlette's UploadFile, not FastAPI's subclass; a check against
+    the subclass made every upload look absent. A resized astronaut, so its bytes are not the built-in's."""
+    import hashlib
+
+    from skimage import data
+
+    browser = inspector.logged_in(inspector.submitter_secret)
+    face = png_bytes(data.astronaut(), size=400)
+    saved = browser.post(
+        "/ui/submit",
+        data={"script": "Hello from an upload.", "name": "resized-upload", "portrait_builtin": ""},
+        files={"portrait": ("face.png", face, "image/png")},
+        follow_redirects=False,
+    )
+    assert saved.status_code == 303, saved.text
+    job = inspector.store.job(saved.headers["location"].removeprefix("/ui/jobs/"))
+    assert launched == [job.id]
+    assert job.portrait_sha256 == hashlib.sha256(face).hexdigest()  # the upload's own bytes
+    portrait = inspector.store.artifact(job.portrait_sha256)
+    assert (portrait.metadata["width"], portrait.metadata["height"]) == (400, 400)
+
+
+def test_html_form_refuses_an_upload_and_a_builtin_together(inspector: Inspector, launched: list[str]) -> None:
+    """Both portraits given: a clear 422 on the page, not one of them silently dropped."""
+    from skimage import data
+
+    browser = inspector.logged_in(inspector.submitter_secret)
+    both = browser.post(
+        "/ui/submit",
+        data={"script": "Hello.", "portrait_builtin": "skimage:astronaut"},
+        files={"portrait": ("face.png", png_bytes(data.astronaut(), size=400), "image/png")},
+        follow_redirects=False,
+    )
+    assert both.status_code == 422, both.text
+    assert "either" in both.text and "not both" in both.text
+    assert 'value="skimage:astronaut" selected' in both.text  # the form keeps what was chosen
+    assert launched == []
+
+
+def test_html_form_offers_only_builtins_with_a_face(inspector: Inspector) -> None:
+    """skimage:chelsea is a cat: it always fails the face check, so the form does not offer it."""
+    page = inspector.logged_in(inspector.submitter_secret).get("/ui/submit")
+    assert page.status_code == 200
+    assert 'value="skimage:astronaut"' in page.text and "chelsea" not in page.text
