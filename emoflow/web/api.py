@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import mimetypes
+import os
 import re
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -49,6 +50,8 @@ EXTENSIONS = {
     "video/mp4": ".mp4",
 }
 _UNSAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
+# one range-spec of RFC 9110 14.1.1: first-last, first- or -suffix (whitespace only around commas)
+_RANGE_SPEC = re.compile(r"(\d+)-(\d*)|-(\d+)")
 # over HTTP there is no script_file, so the words themselves are required
 REQUIRED_FIELDS = frozenset({"script"})
 _JOB_SCHEMA = JobSpec.model_json_schema()
@@ -93,7 +96,9 @@ def _form_field(name: str) -> tuple[Any, Any]:
 class _PortraitForm(BaseModel):
     portrait: UploadFile | None = Field(default=None, description="PNG, JPEG or WebP with a face")
     portrait_builtin: str | None = Field(
-        default=None, description="skimage:astronaut or skimage:chelsea instead of an upload"
+        default=None,
+        description="a built-in portrait instead of an upload: skimage:astronaut "
+        "(skimage:chelsea, a cat, is accepted but always refused for having no human face)",
     )
 
 
@@ -204,7 +209,7 @@ def post_curve(request: Request, run_id: str, body: CurveEditsIn, token: Writer)
     responses={
         206: {"description": "Partial content (one range, or multipart/byteranges for several)"},
         304: {"description": "Not modified: the client's copy has this hash"},
-        416: {"description": "Range not satisfiable"},
+        416: {"description": "Range not satisfiable: no requested range overlaps the artifact"},
     },
 )
 def get_artifact(
@@ -230,13 +235,15 @@ def get_artifact(
         path = store.blob_path(sha256)  # verified against its hash before any byte goes out
     except StoreError as exc:
         raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc)) from exc
-    # Starlette does Range, If-Range (against our ETag), multi-range and HEAD
+    # Starlette does Range, If-Range (against our ETag), multi-range and HEAD; ArtifactResponse
+    # first makes an invalid Range header ignored and drops ranges that lie past the end
     return ArtifactResponse(
         path,
         media_type=ref.media_type,
         headers=headers,
         filename=download_name(ref.kind, ref.media_type, name),
         content_disposition_type="inline",  # viewable in a tab; the name is for "save as"
+        stat_result=os.stat(path),
     )
 
 
@@ -267,10 +274,50 @@ def extension(media_type: str) -> str:
     return guessed if re.fullmatch(r"\.[a-z0-9]{1,12}", guessed) else ".bin"
 
 
+def usable_range(header: str, size: int) -> str | None:
+    """The Range header to let Starlette serve, or None to ignore it and send the whole artifact.
+
+    RFC 9110 14.2: a Range that is not a valid `bytes` range set (bad syntax, an unknown unit, a
+    last-pos before its first-pos) is ignored, where Starlette answers 400. 15.5.17: 416 is only for a
+    set of which no range overlaps the artifact, where Starlette answers 416 if any range lies past the
+    end: those are dropped here, and a set that keeps none is handed on as it is, for Starlette's 416.
+    """
+    unit, equals, specs = header.partition("=")
+    if not equals or unit.strip().lower() != "bytes":
+        return None
+    parts = [part.strip() for part in specs.split(",") if part.strip()]  # empty list elements are allowed
+    kept = []
+    for part in parts:
+        spec = _RANGE_SPEC.fullmatch(part)
+        if spec is None:
+            return None
+        first, last, suffix = spec.groups()
+        if suffix is not None:
+            if int(suffix) > 0 and size > 0:
+                kept.append(part)
+        elif last and int(last) < int(first):
+            return None
+        elif int(first) < size:
+            kept.append(part)
+    if not parts:
+        return None
+    return "bytes=" + ", ".join(kept) if kept else header
+
+
 class ArtifactResponse(FileResponse):
-    """FileResponse whose own replies (416, or 400 for a malformed Range) keep the safety headers."""
+    """FileResponse that reads the Range header as RFC 9110 says (see `usable_range`) and whose own
+    replies (416) keep the safety headers."""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        headers = [(k, v) for k, v in scope["headers"] if k != b"range"]
+        sent = [v for k, v in scope["headers"] if k == b"range"]
+        if sent:
+            size = (self.stat_result or os.stat(self.path)).st_size
+            usable = usable_range(b",".join(sent).decode("latin-1"), size)
+            if usable is not None:
+                headers.append((b"range", usable.encode("latin-1")))
+            scope = dict(scope, headers=headers)  # a copy: the request itself is left as it came
+
         async def send_safely(message: Message) -> None:
             if message["type"] == "http.response.start":
                 headers = MutableHeaders(scope=message)

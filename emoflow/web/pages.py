@@ -2,19 +2,21 @@
 
 from __future__ import annotations
 
+import re
+from collections.abc import Mapping
+from functools import cache
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 from fastapi import APIRouter, Form, HTTPException, Request, status
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.responses import HTMLResponse, PlainTextResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 from starlette.datastructures import UploadFile
 
 from emoflow.web import service, views
 from emoflow.web.api import filter_runs
-from emoflow.web.auth import COOKIE
+from emoflow.web.auth import COOKIE, require_same_origin
 from flows.rerender import emotion_colors
 from kernel.errors import InputError
 from kernel.jobs import JobSpec
@@ -26,6 +28,17 @@ templates = Jinja2Templates(directory=Path(__file__).parent / "templates")
 STATUSES = ("running", "succeeded", "failed")
 # fields submit.html lays out by hand; every other job field goes under "More options"
 LAID_OUT = ("name", "script", "description", "tts_engine", "size", "fps", "seed", "head_motion")
+# the built-ins the form offers: skimage:chelsea (a cat) is left out, it always fails the face check
+FORM_BUILTINS = ("skimage:astronaut",)
+_COLOR = re.compile(r"#[0-9A-Fa-f]{3,8}")
+
+
+def emotion_class(label: Any) -> str:
+    """The CSS class that colours a label's swatch (page.css); any label gives a safe class name."""
+    return "emo-" + re.sub(r"[^a-z0-9_-]", "_", str(label).lower())
+
+
+templates.env.filters["emotion_class"] = emotion_class
 
 
 def page_user(request: Request, write: bool = False) -> TokenRecord:
@@ -35,9 +48,7 @@ def page_user(request: Request, write: bool = False) -> TokenRecord:
     if token is None:
         raise HTTPException(status.HTTP_303_SEE_OTHER, headers={"Location": "/ui/login"})
     if write:
-        origin = request.headers.get("origin")
-        if origin and urlsplit(origin).netloc != request.headers.get("host"):
-            raise HTTPException(status.HTTP_403_FORBIDDEN, "cross-site form posts are refused")
+        require_same_origin(request)
         if not token.can_write:
             raise HTTPException(
                 status.HTTP_403_FORBIDDEN, f"token {token.name!r} is a viewer: it cannot write"
@@ -49,6 +60,35 @@ def render(request: Request, name: str, code: int = 200, **context: Any) -> HTML
     return templates.TemplateResponse(request, name, context, status_code=code)
 
 
+def error_page(
+    request: Request, code: int, message: str, headers: Mapping[str, str] | None = None
+) -> Response:
+    """A UI route's error as a page in the site's layout (the JSON API keeps JSON errors)."""
+    response = render(request, "error.html", code, user=None, status=code, message=message)
+    response.headers.update(headers or {})
+    return response
+
+
+@router.get("/page.css")
+def page_css() -> Response:
+    """What app.css cannot know and the CSP keeps out of style attributes: the vocabulary's colours
+    and the timeline's proportions, as classes. Holds no data, so no token is needed."""
+    return PlainTextResponse(_page_css(), media_type="text/css", headers={"Cache-Control": "max-age=300"})
+
+
+@cache
+def _page_css() -> str:
+    colours = [
+        f".{emotion_class(label)} {{ background: {colour}; }}"
+        for label, colour in emotion_colors().items()
+        if _COLOR.fullmatch(colour)  # a colour, never CSS of its own
+    ]
+    widths = [f".grow-{n} {{ flex-grow: {n}; }}" for n in range(1, 101)]
+    return "\n".join(
+        ["/* generated from the emotion vocabulary: see emoflow/web/pages.py */", *colours, *widths, ""]
+    )
+
+
 @router.get("/login")
 def login_form(request: Request) -> HTMLResponse:
     return render(request, "login.html", user=None)
@@ -56,6 +96,7 @@ def login_form(request: Request) -> HTMLResponse:
 
 @router.post("/login")
 def login(request: Request, token: str = Form()) -> Response:
+    require_same_origin(request)  # else another site could log a visitor in as someone else
     found = verify_token(request.app.state.store, token.strip())
     if found is None:
         return render(request, "login.html", 401, user=None, error="that token is not valid")
@@ -66,7 +107,8 @@ def login(request: Request, token: str = Form()) -> Response:
 
 
 @router.post("/logout")
-def logout() -> Response:
+def logout(request: Request) -> Response:
+    require_same_origin(request)
     response = RedirectResponse("/ui/login", status.HTTP_303_SEE_OTHER)
     response.delete_cookie(COOKIE)
     return response
@@ -120,7 +162,7 @@ def job_page(request: Request, job_id: str) -> HTMLResponse:
 
 @router.get("/submit")
 def submit_form(request: Request) -> HTMLResponse:
-    return render(request, "submit.html", user=page_user(request), form={}, more=_more_fields())
+    return render(request, "submit.html", user=page_user(request), form={}, **_submit_context())
 
 
 @router.post("/submit")
@@ -136,15 +178,22 @@ async def submit_page(request: Request) -> Response:
         portrait = None
         # request.form() gives Starlette's UploadFile; FastAPI's is a subclass, so test the base
         if isinstance(upload, UploadFile) and upload.filename:
+            if builtin:  # dropping either one silently would narrate a face the user did not mean
+                raise InputError(
+                    f"choose either an uploaded portrait or the built-in {builtin}, not both: "
+                    "clear the file or set the built-in to (use the upload)"
+                )
             portrait = await service.read_upload(upload, state.limits)
-            builtin = None  # an upload wins over the default choice
+        elif not builtin:
+            raise InputError("choose a portrait: upload a PNG, JPEG or WebP image, or pick a built-in one")
         job_id = await run_in_threadpool(
             service.submit, state.store, state.launcher, user, fields, portrait, builtin, state.limits
         )
     except (InputError, HTTPException) as exc:
         message = str(exc.detail) if isinstance(exc, HTTPException) else str(exc)
         code = exc.status_code if isinstance(exc, HTTPException) else 422
-        context = {"form": fields, "error": message, "more": _more_fields()}
+        shown = fields | {"portrait_builtin": builtin or ""}  # the form comes back as it was sent
+        context = {"form": shown, "error": message, **_submit_context()}
         return render(request, "submit.html", code, user=user, **context)
     return RedirectResponse(f"/ui/jobs/{job_id}", status.HTTP_303_SEE_OTHER)
 
@@ -231,6 +280,10 @@ def _run_context(store: Any, run: RunRecord) -> dict[str, Any]:
         "timeline": views.timeline(run),
         "media": media,
     }
+
+
+def _submit_context() -> dict[str, Any]:
+    return {"more": _more_fields(), "builtins": FORM_BUILTINS}
 
 
 def _more_fields() -> list[dict[str, str]]:

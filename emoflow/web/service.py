@@ -31,6 +31,7 @@ from stores.store import ArtifactStore
 from stores.tokens import TokenRecord
 
 CHUNK = 1 << 16
+ACCEPTED = "send PNG, JPEG or WebP (image/png, image/jpeg or image/webp)"
 # JobSpec fields a client never sets: the file system is the server's, the submitter is the token's
 SERVER_SIDE_FIELDS = frozenset({"script_file", "output_dir", "submitter"})
 # what the API form and the submission page accept; `portrait` arrives as an upload or a built-in name
@@ -64,15 +65,19 @@ async def read_upload(upload: UploadFile, limits: Limits) -> Portrait:
                 kind, (width, height) = image.format or "", image.size
                 if kind in IMAGE_FORMATS and width * height <= limits.max_pixels:
                     image.verify()  # structure check without decoding every pixel
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError, Warning) as exc:
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise HTTPException(
-            status.HTTP_415_UNSUPPORTED_MEDIA_TYPE,
-            f"portrait is not a readable image ({exc}); send PNG, JPEG or WebP",
+            status.HTTP_422_UNPROCESSABLE_CONTENT,
+            f"portrait has too many pixels; the limit is {limits.max_pixels}",
+        ) from exc
+    except (OSError, SyntaxError, ValueError, Warning) as exc:
+        # PIL's message names its internal objects (a BytesIO and its address): say what is accepted
+        raise HTTPException(
+            status.HTTP_415_UNSUPPORTED_MEDIA_TYPE, f"portrait is not a readable image; {ACCEPTED}"
         ) from exc
     if kind not in IMAGE_FORMATS:
         raise HTTPException(
-            status.HTTP_415_UNSUPPORTED_MEDIA_TYPE,
-            f"portrait is {kind or 'an unknown format'}; send PNG, JPEG or WebP",
+            status.HTTP_415_UNSUPPORTED_MEDIA_TYPE, f"portrait is {kind or 'an unknown format'}; {ACCEPTED}"
         )
     if width * height > limits.max_pixels:
         raise HTTPException(

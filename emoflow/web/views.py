@@ -72,18 +72,23 @@ def curve_svg(curve: dict[str, Any], colors: dict[str, str]) -> str:
 def timeline(run: RunRecord) -> list[dict[str, Any]]:
     """Each step's share of the run's computed time; cache hits show as thin markers."""
     total = sum(s.seconds or 0.0 for s in run.steps) or 1.0
-    return [
-        {
-            "stage": s.stage,
-            "engine": f"{s.engine}@{s.engine_version}",
-            "status": "cached" if s.cache_hit else s.status,
-            "seconds": s.seconds,
-            "attempts": s.attempts,
-            "percent": max(2.0, 100.0 * (s.seconds or 0.0) / total),
-            "error": s.error,
-        }
-        for s in run.steps
-    ]
+    rows = []
+    for s in run.steps:
+        percent = max(2.0, 100.0 * (s.seconds or 0.0) / total)
+        rows.append(
+            {
+                "stage": s.stage,
+                "engine": f"{s.engine}@{s.engine_version}",
+                "status": "cached" if s.cache_hit else s.status,
+                "seconds": s.seconds,
+                "attempts": s.attempts,
+                "percent": percent,
+                # the width as a class (page.css has grow-1 to grow-100): the CSP allows no style attribute
+                "grow": round(percent),
+                "error": s.error,
+            }
+        )
+    return rows
 
 
 def _tick_step(end: float) -> float:

@@ -77,9 +77,34 @@ def test_unsatisfiable_range_is_416_and_keeps_the_safety_headers(
     beyond = get(inspector, blob["url"], Range=f"bytes={SIZE}-")
     assert beyond.status_code == 416 and beyond.headers["content-range"] == f"bytes */{SIZE}"
     assert_safe(beyond)
-    malformed = get(inspector, blob["url"], Range="items=0-1")
-    assert malformed.status_code == 400
-    assert_safe(malformed)
+    none_inside = get(inspector, blob["url"], Range=f"bytes={SIZE}-, {SIZE + 10}-{SIZE + 20}")
+    assert none_inside.status_code == 416 and none_inside.headers["content-range"] == f"bytes */{SIZE}"
+
+
+@pytest.mark.parametrize(
+    "header",
+    ["bytes=abc", "bytes=", "bytes=-", "bytes=5-2", "items=0-1", "bytes 0-9", "bytes=0-9,abc-def,5-2"],
+)
+def test_an_invalid_range_is_ignored(inspector: Inspector, blob: dict[str, str], header: str) -> None:
+    """RFC 9110 14.2: a Range that does not parse (or names a unit we do not know) is ignored, so the
+    whole artifact comes back, not a 400 or 416."""
+    ignored = get(inspector, blob["url"], Range=header)
+    assert ignored.status_code == 200 and ignored.content == BLOB, header
+    assert ignored.headers["content-length"] == str(SIZE) and "content-range" not in ignored.headers
+    assert_safe(ignored)
+
+
+def test_ranges_past_the_end_are_dropped_when_others_are_inside(
+    inspector: Inspector, blob: dict[str, str]
+) -> None:
+    """RFC 9110 15.5.17: 416 only when no range overlaps the artifact; else the ones that do are sent."""
+    one = get(inspector, blob["url"], Range=f"bytes=0-9, {SIZE}-")
+    assert one.status_code == 206 and one.content == BLOB[:10]
+    assert one.headers["content-range"] == f"bytes 0-9/{SIZE}"
+    two = get(inspector, blob["url"], Range=f"bytes=0-9, {SIZE + 5}-{SIZE + 9}, 20-29")
+    assert two.status_code == 206 and two.headers["content-type"].startswith("multipart/byteranges")
+    assert BLOB[0:10] in two.content and BLOB[20:30] in two.content
+    assert f"/{SIZE}".encode() in two.content and f"{SIZE + 5}-".encode() not in two.content
 
 
 def test_if_range_and_if_none_match(inspector: Inspector, blob: dict[str, str]) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import shutil
 import socket
 import threading
@@ -15,6 +16,7 @@ import uvicorn
 from emoflow.web.app import create_app
 from stores.tokens import create_token
 from tasks.context import open_store
+from tests.web.conftest import png_bytes
 
 CHROMIUM = shutil.which("chromium")
 # headless, and no background traffic: this machine's network is closed
@@ -65,11 +67,24 @@ def wait_for_runs(job_id: str, count: int, timeout: float = 180.0) -> list:
 @pytest.mark.parametrize("emoflow_home", ["sqlite"], indirect=True)  # not about the database
 def test_submit_play_inspect_and_edit_in_a_browser(inspector_url: str, tmp_path: Path) -> None:
     from playwright.sync_api import sync_playwright
+    from skimage import data
 
     _, secret = create_token(open_store(), "browser-test", "submitter", "pytest")
+    # a real upload (issue #18: the form's upload was once always refused); resized, so its bytes
+    # are not the built-in astronaut's, and still large enough for the face check
+    face = tmp_path / "face.png"
+    face.write_bytes(png_bytes(data.astronaut(), size=400))
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
         page = browser.new_page(viewport={"width": 1280, "height": 900})
+        # what the Content-Security-Policy blocked, as Chromium reports it on the console
+        blocked: list[str] = []
+        page.on(
+            "console",
+            lambda message: (
+                blocked.append(message.text) if "Content Security Policy" in message.text else None
+            ),
+        )
 
         page.goto(f"{inspector_url}/ui/login")
         page.fill("input[name=token]", secret)
@@ -80,7 +95,7 @@ def test_submit_play_inspect_and_edit_in_a_browser(inspector_url: str, tmp_path:
         page.goto(f"{inspector_url}/ui/submit")
         page.fill("textarea[name=script]", SCRIPT)
         page.fill("textarea[name=description]", "calm at first, sad at the end")
-        page.select_option("select[name=portrait_builtin]", "skimage:astronaut")
+        page.set_input_files("input[name=portrait]", str(face))
         page.select_option("select[name=tts_engine]", "espeak")
         page.fill("input[name=size]", "128")
         page.click("button:has-text('Submit and narrate')")
@@ -88,6 +103,7 @@ def test_submit_play_inspect_and_edit_in_a_browser(inspector_url: str, tmp_path:
         job_id = page.url.rstrip("/").rsplit("/", 1)[-1]
         (run,) = wait_for_runs(job_id, 1)
         assert run.status == "succeeded"
+        assert open_store().job(job_id).portrait_sha256 == hashlib.sha256(face.read_bytes()).hexdigest()
 
         # the run page: the speech plays, and the curve shows every word
         page.goto(f"{inspector_url}/ui/runs/{run.id}")
@@ -110,6 +126,10 @@ def test_submit_play_inspect_and_edit_in_a_browser(inspector_url: str, tmp_path:
         page.screenshot(path=str(tmp_path / "edit.png"), full_page=True)
         page.click("button:has-text('Save curve and re-render')")
         _, second = wait_for_runs(job_id, 2)
+        # the pages work within their policy: nothing they use is blocked
+        for path in ("/ui/runs", f"/ui/runs/{run.id}", f"/ui/jobs/{job_id}", "/ui/submit", "/docs"):
+            page.goto(f"{inspector_url}{path}")
+        assert blocked == []
         browser.close()
 
     assert second.status == "succeeded"

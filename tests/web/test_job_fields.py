@@ -124,7 +124,9 @@ def test_html_form_upload_is_a_starlette_upload_and_reaches_the_job(
     assert (portrait.metadata["width"], portrait.metadata["height"]) == (400, 400)
 
 
-def test_html_form_refuses_an_upload_and_a_builtin_together(inspector: Inspector, launched: list[str]) -> None:
+def test_html_form_refuses_an_upload_and_a_builtin_together(
+    inspector: Inspector, launched: list[str]
+) -> None:
     """Both portraits given: a clear 422 on the page, not one of them silently dropped."""
     from skimage import data
 
@@ -146,3 +148,15 @@ def test_html_form_offers_only_builtins_with_a_face(inspector: Inspector) -> Non
     page = inspector.logged_in(inspector.submitter_secret).get("/ui/submit")
     assert page.status_code == 200
     assert 'value="skimage:astronaut"' in page.text and "chelsea" not in page.text
+
+
+def test_html_form_without_any_portrait_says_so_plainly(inspector: Inspector, launched: list[str]) -> None:
+    browser = inspector.logged_in(inspector.submitter_secret)
+    # a browser sends the empty file field as a part with no file name
+    neither = browser.post(
+        "/ui/submit",
+        data={"script": "Hello.", "portrait_builtin": ""},
+        files={"portrait": ("", b"", "application/octet-stream")},
+    )
+    assert neither.status_code == 422 and "choose a portrait" in neither.text
+    assert launched == []

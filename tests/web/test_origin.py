@@ -102,7 +102,9 @@ def test_logout_from_another_origin_is_refused(inspector: Inspector) -> None:
 
 
 @pytest.mark.parametrize("path", ["/ui/submit", "/ui/runs/no-such-run/edit"])
-def test_page_forms_from_another_origin_are_refused(inspector: Inspector, launched: list[str], path: str) -> None:
+def test_page_forms_from_another_origin_are_refused(
+    inspector: Inspector, launched: list[str], path: str
+) -> None:
     client = cookie_client(inspector, inspector.submitter_secret)
     for headers in ({"Origin": OTHER_PORT}, {}):
         refused = client.post(path, data=JOB, headers=headers, follow_redirects=False)
