@@ -29,6 +29,7 @@ from kernel.manifest import ManifestRow
 from kernel.progress import emit
 from kernel.settings import get_settings
 from kernel.threads import engine_threads, set_engine_threads, threads_per_worker
+from stores.leases import kept_lease
 from tasks.context import open_store
 from tasks.intake import submit_job
 
@@ -67,7 +68,8 @@ def drain_worker(claimer: str, engine_threads: int, quota: int | None) -> list[J
         claimed = open_store().claim_pending_jobs(claimer, 1)
         if not claimed:
             break
-        outcomes.append(_narrate_one(claimed[0], claimed[0][:8], "queue", engine_threads))
+        with kept_lease(open_store(), claimed[0]):  # held from the claim on, not only once the run starts
+            outcomes.append(_narrate_one(claimed[0], claimed[0][:8], "queue", engine_threads))
     return outcomes
 
 

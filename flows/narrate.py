@@ -20,6 +20,7 @@ from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settin
 
 from kernel.jobs import JobSpec
 from kernel.settings import Settings, get_settings
+from stores.leases import kept_lease
 from stores.records import ArtifactRef
 from stores.store import SYSTEM_ACTOR, ArtifactStore
 from tasks.align import align_words
@@ -59,7 +60,7 @@ def narrate(job_id: str) -> Narration:
     # the script, the description and the portrait, as the store holds them, and the resolved options
     job = load_job(store, job_id)
     run_id = store.start_run(job.job_id, prefect_flow_run_id=flow_run.id)
-    with recorded_run(store, run_id):
+    with recorded_run(store, run_id), kept_lease(store, job.job_id):
         voice = speak_script(run_id, job)
         # 4. Feel: the emotion-fluctuation predictor -> label distribution and intensity per word
         felt = feel(run_id, voice.spoken.speech, voice.aligned.word_timings, voice.planned.plan, job.options)
@@ -102,7 +103,7 @@ def narrate_here(job_id: str) -> Narration:
     Heartbeats let a server notice crashed runs of remote workers; here the store records crashes
     itself, and joining the heartbeat thread cost about 0.8 s per run.
     """
-    with temporary_settings({PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
+    with temporary_settings({PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}), kept_lease(open_store(), job_id):
         return narrate(job_id)
 
 

@@ -16,6 +16,7 @@ from prefect.runtime import flow_run
 
 from flows.narrate import Narration, recorded_run, render_and_publish, speak_script
 from models.efp.edit import parse_edits
+from stores.leases import kept_lease
 from stores.store import SYSTEM_ACTOR
 from tasks.context import open_store
 from tasks.edit_curve import commit_edited_curve, edit_curve, emotion_colors, run_curve
@@ -42,7 +43,7 @@ def rerender(source_run_id: str, raw_edits: list[dict[str, Any]], actor: str = S
         run_id=run_id,
         details={"source_run": source_run.id, "source_curve": source.sha256, "edits": edits},
     )
-    with recorded_run(store, run_id, actor):
+    with recorded_run(store, run_id, actor), kept_lease(store, job.job_id):
         # 1-3: same job, same inputs: cache hits that put the plan, speech and timings in the new run
         voice = speak_script(run_id, job)
         # 4. Feel, as the person edited it

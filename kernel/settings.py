@@ -58,6 +58,13 @@ class Settings(BaseSettings):
     size: int = Field(default=512, ge=64, le=2048)
     seed: int = 0
     task_retries: int = Field(default=2, ge=0, le=10)
+    lease_seconds: float = Field(
+        default=60.0,
+        ge=1.0,
+        le=3600.0,
+        description="How long a claimed or running job stays held unless its worker renews it "
+        "(every third of this); an expired job goes back to the queue and its run is marked abandoned",
+    )
     render_tags: str = Field(
         default="",
         description="Comma-separated Prefect tags for render tasks (e.g. render,gpu), for concurrency limits",

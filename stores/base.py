@@ -24,6 +24,8 @@ SYSTEM_ACTOR = "emoflow"
 
 
 class StoreBase:
+    lease_seconds: float = 60.0  # how long a claimed or running job stays held without renewal
+
     def __init__(self, database_url: str, blob_root: str | Path) -> None:
         self.engine = make_engine(database_url)
         upgrade(self.engine)
@@ -32,7 +34,9 @@ class StoreBase:
 
     @classmethod
     def from_settings(cls, settings: Any) -> Self:
-        return cls(settings.resolved_database_url, settings.resolved_blob_root)
+        store = cls(settings.resolved_database_url, settings.resolved_blob_root)
+        store.lease_seconds = float(settings.lease_seconds)
+        return store
 
     def close(self) -> None:
         self.engine.dispose()

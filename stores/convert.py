@@ -59,6 +59,8 @@ def job_record(row: Job) -> JobRecord:
         options=dict(row.options),
         status=JobStatus(row.status),
         submitted_at=row.submitted_at,
+        lease_owner=row.lease_owner,
+        lease_expires_at=None if row.lease_expires_at is None else aware(row.lease_expires_at),
     )
 
 

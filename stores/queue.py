@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import cast
 
 from sqlalchemy import CursorResult, select, update
 
-from stores.base import StoreBase
-from stores.schema import Job
+from stores.leases import LeaseMixin, process_owner
+from stores.schema import Job, utcnow
 from stores.status import JobStatus
 
 
-class QueueMixin(StoreBase):
+class QueueMixin(LeaseMixin):
     def claim_pending_jobs(self, claimer: str, limit: int | None = None) -> list[str]:
         """Oldest pending jobs, each moved to "claimed" by a compare-and-set: overlapping drains never
-        get the same job, on SQLite and PostgreSQL alike."""
+        get the same job, on SQLite and PostgreSQL alike. Jobs whose worker's lease ran out are put
+        back in the queue first, so a drain finishes what a dead worker left."""
+        self.reclaim_expired_leases(claimer)
+        owner, expires = process_owner(), utcnow() + timedelta(seconds=self.lease_seconds)
         with self._session() as session:
             query = select(Job.id).where(Job.status == JobStatus.PENDING).order_by(Job.submitted_at, Job.id)
             candidates = session.scalars(query.limit(limit)).all()
@@ -27,7 +31,7 @@ class QueueMixin(StoreBase):
                     session.execute(
                         update(Job)
                         .where(Job.id == job_id, Job.status == JobStatus.PENDING)
-                        .values(status=JobStatus.CLAIMED)
+                        .values(status=JobStatus.CLAIMED, lease_owner=owner, lease_expires_at=expires)
                     ),
                 )
                 if result.rowcount == 1:

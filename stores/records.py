@@ -78,6 +78,8 @@ class JobRecord:
     options: dict[str, Any]
     status: JobStatus
     submitted_at: datetime
+    lease_owner: str | None = None  # who holds a claimed or running job (stores/leases.py)
+    lease_expires_at: datetime | None = None
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,7 @@ from kernel.errors import InputError, StoreError
 from stores.artifacts import ArtifactsMixin
 from stores.base import SYSTEM_ACTOR
 from stores.convert import RUN_LOADING, STEP_LOADING, artifact_ref, aware, job_record, run_record
+from stores.leases import LeaseMixin
 from stores.records import ArtifactRef, JobRecord, NewArtifact, RunRecord
 from stores.schema import Job, Lineage, Run, Step, utcnow
 from stores.status import JobStatus, RunStatus, StepStatus
@@ -36,7 +37,7 @@ def resolve_run_id(session: Session, prefix: str) -> str:
     return matches[0]
 
 
-class RunsMixin(ArtifactsMixin):
+class RunsMixin(ArtifactsMixin, LeaseMixin):
     # -- jobs and runs -------------------------------------------------------------------------
 
     def submit_job(
@@ -53,18 +54,19 @@ class RunsMixin(ArtifactsMixin):
         """Record a job: `queued` ones wait as "pending" for a drain, others are claimed by the caller."""
         job_id = str(uuid.uuid4())
         with self._session() as session:
-            session.add(
-                Job(
-                    id=job_id,
-                    name=name,
-                    submitter=submitter,
-                    script=script,
-                    description=description,
-                    portrait_sha256=portrait.sha256,
-                    options=dict(options),
-                    status=JobStatus.PENDING if queued else JobStatus.CLAIMED,
-                )
+            job = Job(
+                id=job_id,
+                name=name,
+                submitter=submitter,
+                script=script,
+                description=description,
+                portrait_sha256=portrait.sha256,
+                options=dict(options),
+                status=JobStatus.PENDING if queued else JobStatus.CLAIMED,
             )
+            if not queued:  # the caller holds it: if the caller dies, the lease sends it to the queue
+                self._take_lease(job)
+            session.add(job)
             self._audit(session, "job.submit", submitter, job_id=job_id, details={"name": name})
         return job_id
 
@@ -82,6 +84,7 @@ class RunsMixin(ArtifactsMixin):
             if job is None:
                 raise StoreError(f"no job {job_id}")
             job.status = JobStatus.RUNNING
+            self._take_lease(job)
             session.add(
                 Run(
                     id=run_id,
@@ -100,9 +103,17 @@ class RunsMixin(ArtifactsMixin):
             run = session.get(Run, run_id)
             if run is None:
                 raise StoreError(f"no run {run_id}")
+            if run.status == RunStatus.ABANDONED:
+                # its lease ran out and the job went back to the queue: another worker owns it now
+                details = {"error": error, "abandoned": run.error}
+                self._audit(
+                    session, "run.finish_late", actor, job_id=run.job_id, run_id=run_id, details=details
+                )
+                return
             run.status = RunStatus.FAILED if error else RunStatus.SUCCEEDED
             run.error, run.finished_at = error, utcnow()
             run.job.status = JobStatus.FAILED if error else JobStatus.SUCCEEDED
+            run.job.lease_owner, run.job.lease_expires_at = None, None
             action = "run.fail" if error else "run.finish"
             details = {"error": error} if error else {}
             self._audit(session, action, actor, job_id=run.job_id, run_id=run_id, details=details)

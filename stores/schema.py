@@ -47,6 +47,9 @@ class Job(Base):
     options: Mapped[dict[str, Any]] = mapped_column(JSON)
     status: Mapped[str] = mapped_column(String(20), default=JobStatus.PENDING.value, index=True)
     submitted_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # a claimed or running job's holder and until when; an expired lease sends the job back to the queue
+    lease_owner: Mapped[str | None] = mapped_column(String(200))
+    lease_expires_at: Mapped[datetime | None] = mapped_column(index=True)
 
     runs: Mapped[list[Run]] = relationship(back_populates="job", order_by="Run.started_at")
 

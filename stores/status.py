@@ -21,6 +21,7 @@ class RunStatus(StrEnum):
     RUNNING = "running"
     SUCCEEDED = "succeeded"
     FAILED = "failed"
+    ABANDONED = "abandoned"  # its worker stopped renewing the job's lease; the job went back to the queue
 
 
 class StepStatus(StrEnum):

@@ -5,6 +5,7 @@
 - stores/artifacts.py: blobs and artifacts, exports, lineage queries (`producer_of`, `consumers_of`);
 - stores/runs.py: jobs, runs and steps (begin, commit, fail, cache hits);
 - stores/queue.py: drains claiming pending jobs;
+- stores/leases.py: who holds a claimed or running job, renewed while it works, reclaimed when it lapses;
 - stores/audit.py: the append-only audit trail;
 - stores/registry.py: registered (named, versioned) models.
 """

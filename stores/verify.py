@@ -8,8 +8,9 @@ Checks, each a problem `kind`:
 - ``temp_file``: a leftover ``*.part`` under the blob tmp folder (a crash in the middle of a write).
 - ``dangling_lineage``: a lineage row naming an artifact or step that does not exist.
 - ``stuck_step``: a step still "running" whose run finished or was abandoned.
-- ``abandoned_run``: a run still "running" whose process is gone (same host, pid dead) or that
-  started longer ago than `stale_after`.
+- ``abandoned_run``: a run still "running" whose process is gone (same host, pid dead), whose job's
+  lease expired, or that started longer ago than `stale_after`; and, already handled, a run marked
+  "abandoned" when its lease ran out (its job went back to the queue).
 
 Repair never deletes a blob: bad and orphan blobs and temp files move to ``<blob root>/quarantine``.
 Steps whose outputs were corrupt or missing become "invalidated" (``cached_outputs`` only reuses
@@ -132,6 +133,10 @@ def verify_store(
         abandoned = _abandoned_runs(session, stale_after)
         for run_id, why in abandoned.items():
             report.problems.append(Problem("abandoned_run", f"run {run_id}", why))
+        # runs already marked abandoned when their worker's lease ran out: reported, nothing left to do
+        for run in session.scalars(select(Run).where(Run.status == RunStatus.ABANDONED)):
+            why = f"{run.error or 'lease expired'}; its job went back to the queue"
+            report.problems.append(Problem("abandoned_run", f"run {run.id}", why, repaired=True))
         for step in steps.values():
             if step.status != StepStatus.RUNNING:
                 continue
@@ -276,6 +281,10 @@ def _abandoned_runs(session: Session, stale_after: timedelta) -> dict[str, str]:
     now = utcnow()
     found: dict[str, str] = {}
     for run in session.scalars(select(Run).where(Run.status == RunStatus.RUNNING)):
+        expires = run.job.lease_expires_at
+        if expires is not None and aware(expires) < now:
+            found[run.id] = f"the lease of {run.job.lease_owner} on its job expired at {aware(expires)}"
+            continue
         start = session.scalars(
             select(AuditEvent).where(AuditEvent.run_id == run.id, AuditEvent.action == "run.start")
         ).first()

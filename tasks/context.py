@@ -16,7 +16,7 @@ def open_store() -> ArtifactStore:
     key = (settings.resolved_database_url, settings.resolved_blob_root)
     with _lock:
         if key not in _stores:
-            _stores[key] = ArtifactStore(*key)
+            _stores[key] = ArtifactStore.from_settings(settings)
         return _stores[key]
 
 
