@@ -25,7 +25,7 @@ from stores.tokens import TokenRecord, verify_token
 
 router = APIRouter(prefix="/ui", include_in_schema=False)
 templates = Jinja2Templates(directory=Path(__file__).parent / "templates")
-STATUSES = ("running", "succeeded", "failed")
+STATUSES = ("running", "succeeded", "failed", "abandoned")  # abandoned: its worker's lease ran out
 # fields submit.html lays out by hand; every other job field goes under "More options"
 LAID_OUT = ("name", "script", "description", "tts_engine", "size", "fps", "seed", "head_motion")
 # the built-ins the form offers: skimage:chelsea (a cat) is left out, it always fails the face check
