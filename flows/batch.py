@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import getpass
 import os
-import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
@@ -27,6 +26,7 @@ from kernel.errors import EmoflowError, InputError
 from kernel.jobs import JobSpec
 from kernel.manifest import ManifestRow
 from kernel.progress import emit
+from kernel.runtime import host_name
 from kernel.settings import get_settings
 from kernel.threads import engine_threads, set_engine_threads, threads_per_worker
 from stores.leases import kept_lease
@@ -127,7 +127,7 @@ def drain_queue(
         quotas: list[int | None] = [limit // count + (slot < limit % count) for slot in range(count)]
     else:
         quotas = [None] * count
-    claimer = f"drain@{socket.gethostname()}:{getpass.getuser()}:{os.getpid()}"
+    claimer = f"drain@{host_name()}:{getpass.getuser()}:{os.getpid()}"
     with _batch_threads(count, task_runner) as (runner, threads):
         return drain_jobs.with_options(task_runner=runner)(claimer, quotas, threads)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import socket
 from pathlib import Path
 
 from kernel.settings import get_settings
@@ -27,3 +28,8 @@ def configure_environment() -> None:
     # Prefect creates PREFECT_HOME itself but not its parents, and warns instead of failing
     with contextlib.suppress(OSError):
         Path(os.environ["PREFECT_HOME"]).expanduser().mkdir(parents=True, exist_ok=True)
+
+
+def host_name() -> str:
+    """This machine's name in leases and the audit trail: EMOFLOW_HOST_NAME, else the host name."""
+    return get_settings().host_name or socket.gethostname()

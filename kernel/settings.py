@@ -58,6 +58,9 @@ class Settings(BaseSettings):
     size: int = Field(default=512, ge=64, le=2048)
     seed: int = 0
     task_retries: int = Field(default=2, ge=0, le=10)
+    host_name: str | None = Field(
+        default=None, description="This machine's name in job leases and the audit trail (default: hostname)"
+    )
     lease_seconds: float = Field(
         default=60.0,
         ge=1.0,

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import logging
 import os
-import socket
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -26,6 +25,7 @@ from sqlalchemy import CursorResult, select, update
 from sqlalchemy.orm import Session
 
 from kernel.errors import StoreError
+from kernel.runtime import host_name
 from stores.base import SYSTEM_ACTOR, StoreBase
 from stores.convert import aware
 from stores.schema import Job, Run, Step, utcnow
@@ -37,7 +37,7 @@ log = logging.getLogger(__name__)
 
 def process_owner() -> str:
     """The lease owner name of this process."""
-    return f"{socket.gethostname()}:{os.getpid()}"
+    return f"{host_name()}:{os.getpid()}"
 
 
 class LeaseMixin(StoreBase):

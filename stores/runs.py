@@ -8,7 +8,6 @@ Reading runs loads each level (job, steps, lineage, artifacts) in one statement 
 from __future__ import annotations
 
 import os
-import socket
 import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -18,6 +17,7 @@ from sqlalchemy.orm import Session
 
 from kernel.crashpoints import crashpoint
 from kernel.errors import InputError, StoreError
+from kernel.runtime import host_name
 from stores.artifacts import ArtifactsMixin
 from stores.base import SYSTEM_ACTOR
 from stores.convert import RUN_LOADING, STEP_LOADING, artifact_ref, aware, job_record, run_record
@@ -94,7 +94,7 @@ class RunsMixin(ArtifactsMixin, LeaseMixin):
                 )
             )
             # host and pid let `emoflow store verify` tell a live run from one whose process died
-            details = {"host": socket.gethostname(), "pid": os.getpid()}
+            details = {"host": host_name(), "pid": os.getpid()}
             self._audit(session, "run.start", actor, job_id=job_id, run_id=run_id, details=details)
         return run_id
 

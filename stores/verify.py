@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import socket
 import uuid
 from dataclasses import asdict, dataclass, field
 from datetime import timedelta
@@ -33,6 +32,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from kernel.runtime import host_name
 from stores.blobs import BlobStore, FsspecBlobStore, sha256_file
 from stores.convert import aware
 from stores.schema import Artifact, AuditEvent, Lineage, Run, Step, utcnow
@@ -277,7 +277,7 @@ def _live_steps_by_output(session: Session) -> dict[str, list[Step]]:
 
 def _abandoned_runs(session: Session, stale_after: timedelta) -> dict[str, str]:
     """Run id -> why, for runs still marked "running" whose process cannot be running any more."""
-    host = socket.gethostname()
+    host = host_name()
     now = utcnow()
     found: dict[str, str] = {}
     for run in session.scalars(select(Run).where(Run.status == RunStatus.RUNNING)):
