@@ -1,0 +1,201 @@
+"""A scale-out deployment on loopback, of real processes: what tests/reliability/test_two_hosts.py and
+bench/scale_out.py run emoflow on.
+
+    with Cluster(workdir, postgres_url) as cluster:   # Prefect server on PostgreSQL, moto's S3, deploy
+        cluster.submit(job_files)
+        cluster.start_worker("host-a")                 # its own EMOFLOW_HOME, TMPDIR and host name
+        cluster.run_deployment()
+        cluster.kill_host("host-a")
+
+The Prefect server and the store get databases of their own on the given PostgreSQL server.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from types import TracebackType
+from typing import IO
+
+import httpx
+from sqlalchemy import create_engine, make_url, text
+
+from stores.store import ArtifactStore
+
+ROOT = Path(__file__).resolve().parents[2]
+BIN = Path(sys.executable).parent
+BUCKET = "emoflow-cluster"
+DEPLOYMENT = "drain-queue/nightly-drain"
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def fresh_database(server_url: str, name: str) -> str:
+    """An empty database `name` on the server of `server_url`; returns its URL."""
+    admin = create_engine(server_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        connection.execute(text(f'CREATE DATABASE "{name}"'))
+    admin.dispose()
+    return make_url(server_url).set(database=name).render_as_string(hide_password=False)
+
+
+def wait_for(check: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(0.5)
+    raise AssertionError(f"{what}: not within {timeout:.0f} s")
+
+
+def answers(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=1.0).status_code < 500
+    except httpx.HTTPError:
+        return False
+
+
+def kill_host(host: str) -> int:
+    """SIGKILL every process of one pretend host: its worker and the flow runs it started (Prefect starts
+    those in sessions of their own, so killing the worker's process group is not enough)."""
+    killed = 0
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            environ = (entry / "environ").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if f"EMOFLOW_HOST_NAME={host}".encode() in environ:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(int(entry.name), signal.SIGKILL)
+                killed += 1
+    return killed
+
+
+class Cluster:
+    def __init__(self, workdir: Path, postgres_url: str, lease_seconds: float = 4.0) -> None:
+        self.workdir = workdir
+        self.store_url = fresh_database(postgres_url, "emoflow_cluster")
+        prefect_db = fresh_database(postgres_url, "prefect_cluster")
+        self.prefect_db = make_url(prefect_db).set(drivername="postgresql+asyncpg")
+        self.s3_port, self.api_port = free_port(), free_port()
+        self.api = f"http://127.0.0.1:{self.api_port}/api"
+        own = ("EMOFLOW_", "PREFECT_")
+        self.base = {key: value for key, value in os.environ.items() if not key.startswith(own)}
+        self.blob_root = f"s3://{BUCKET}/blobs"
+        self.shared = self.base | {
+            "EMOFLOW_DATABASE_URL": self.store_url,
+            "EMOFLOW_BLOB_ROOT": self.blob_root,
+            "AWS_ENDPOINT_URL": f"http://127.0.0.1:{self.s3_port}",
+            "AWS_ACCESS_KEY_ID": "emoflow-test",
+            "AWS_SECRET_ACCESS_KEY": "emoflow-test",
+            "AWS_DEFAULT_REGION": "us-east-1",
+            "PREFECT_API_URL": self.api,
+            "PREFECT_HOME": str(workdir / "prefect-client"),
+            "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+            "DO_NOT_TRACK": "1",
+            "PREFECT_LOGGING_LEVEL": "WARNING",
+            "EMOFLOW_LEASE_SECONDS": str(lease_seconds),
+            "EMOFLOW_HOME": str(workdir / "submitter"),
+            "EMOFLOW_OUTPUT_DIR": str(workdir / "outputs"),
+            "EMOFLOW_REPO": str(ROOT),
+        }
+        self.hosts: list[str] = []
+        self._processes: list[subprocess.Popen[bytes]] = []
+        self._logs: list[IO[bytes]] = []
+
+    def _start(self, command: list[str], env: dict[str, str], log: str) -> subprocess.Popen[bytes]:
+        out = (self.workdir / log).open("wb")
+        self._logs.append(out)
+        process = subprocess.Popen(
+            command, env=env, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT, start_new_session=True
+        )
+        self._processes.append(process)
+        return process
+
+    def run(self, command: list[str], timeout: float = 180) -> str:
+        done = subprocess.run(
+            command, env=self.shared, cwd=ROOT, capture_output=True, text=True, timeout=timeout, check=False
+        )
+        assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+        return done.stdout
+
+    def __enter__(self) -> Cluster:
+        moto = [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.s3_port)]
+        self._start(moto, self.base, "moto.log")
+        server_env = self.base | {
+            "PREFECT_HOME": str(self.workdir / "prefect-server"),
+            "PREFECT_API_DATABASE_CONNECTION_URL": self.prefect_db.render_as_string(hide_password=False),
+            "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+            "PREFECT_UI_ENABLED": "false",
+        }
+        server = [
+            str(BIN / "prefect"),
+            "server",
+            "start",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.api_port),
+        ]
+        self._start(server, server_env, "server.log")
+        wait_for(lambda: answers(f"http://127.0.0.1:{self.s3_port}"), 60, "moto's S3 server")
+        httpx.put(f"http://127.0.0.1:{self.s3_port}/{BUCKET}", timeout=10).raise_for_status()
+        wait_for(lambda: answers(f"{self.api}/health"), 180, "the Prefect server")
+        self.run([str(BIN / "prefect"), "work-pool", "create", "emoflow-process", "--type", "process"])
+        self.run([str(BIN / "prefect"), "--no-prompt", "deploy", "--all"])
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
+    ) -> None:
+        for host in self.hosts:
+            kill_host(host)
+        for process in reversed(self._processes):
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+            process.wait(timeout=30)
+        for log in self._logs:
+            log.close()
+
+    def submit(self, jobs: list[Path]) -> None:
+        for job in jobs:
+            self.run([sys.executable, "-m", "emoflow.cli", "submit", str(job)])
+
+    def start_worker(self, host: str) -> None:
+        """A `prefect worker` taking one flow run at a time, as its own host."""
+        tmp = self.workdir / host / "tmp"
+        tmp.mkdir(parents=True, exist_ok=True)
+        env = self.shared | {
+            "EMOFLOW_HOME": str(self.workdir / host),
+            "TMPDIR": str(tmp),
+            "EMOFLOW_HOST_NAME": host,
+            "EMOFLOW_WORKERS": "1",
+            "PREFECT_WORKER_QUERY_SECONDS": "1",
+        }
+        command = [str(BIN / "prefect"), "worker", "start", "--pool", "emoflow-process", "--name", host]
+        self._start([*command, "--limit", "1"], env, f"{host}.log")
+        self.hosts.append(host)
+
+    def run_deployment(self) -> None:
+        self.run([str(BIN / "prefect"), "deployment", "run", DEPLOYMENT])
+
+    def open_store(self) -> ArtifactStore:
+        """The store, from this process: it needs the same S3 settings (set them in os.environ first)."""
+        return ArtifactStore(self.store_url, self.blob_root)
+
+    def s3_settings(self) -> dict[str, str]:
+        return {key: value for key, value in self.shared.items() if key.startswith("AWS_")}
