@@ -53,6 +53,7 @@ from models.render.diffusion.masks import LEVELS, HalloMasks  # noqa: E402
 from models.render.diffusion.pipeline import HalloPipeline, hallo_scheduler_config  # noqa: E402
 from models.render.diffusion.weights import (  # noqa: E402
     NET_PARTS,
+    SD15_UNET_CONFIG,
     UNET_CONFIG,
     WAV2VEC_DIR,
     HalloNet,
@@ -62,33 +63,6 @@ from models.render.diffusion.weights import (  # noqa: E402
     net_config,
 )
 
-# runwayml/stable-diffusion-v1-5 unet/config.json, as in bench/hallo_fixtures/make_fixtures.py
-SD15_UNET_CONFIG: dict[str, Any] = {
-    "_class_name": "UNet2DConditionModel",
-    "_diffusers_version": "0.6.0",
-    "act_fn": "silu",
-    "attention_head_dim": 8,
-    "block_out_channels": [320, 640, 1280, 1280],
-    "center_input_sample": False,
-    "cross_attention_dim": 768,
-    "down_block_types": [
-        "CrossAttnDownBlock2D",
-        "CrossAttnDownBlock2D",
-        "CrossAttnDownBlock2D",
-        "DownBlock2D",
-    ],
-    "downsample_padding": 1,
-    "flip_sin_to_cos": True,
-    "freq_shift": 0,
-    "in_channels": 4,
-    "layers_per_block": 2,
-    "mid_block_scale_factor": 1,
-    "norm_eps": 1e-05,
-    "norm_num_groups": 32,
-    "out_channels": 4,
-    "sample_size": 64,
-    "up_block_types": ["UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"],
-}
 # stabilityai/sd-vae-ft-mse: AutoencoderKL's SD layout (the fine-tune changed weights, not shapes)
 SD15_VAE: dict[str, Any] = {
     "block_out_channels": (128, 256, 512, 512),

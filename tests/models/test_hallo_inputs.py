@@ -26,7 +26,7 @@ from models.render.diffusion.identity import (
     load_embedder,
 )
 from models.render.diffusion.masks import FACE_IDS, LIP_IDS, HalloMasks, hallo_masks
-from models.render.topology import FACE_OVAL, LIP_OUTER_LOWER, LIP_OUTER_UPPER
+from tests.models.test_diffusion import face_landmarks
 
 REFERENCE = Path(__file__).resolve().parents[1] / "fixtures" / "hallo" / "audio_reference.safetensors"
 TINY: dict[str, Any] = {
@@ -198,18 +198,6 @@ def test_an_encoder_in_training_mode_is_refused(encoder: Wav2Vec2Model) -> None:
 
 
 # --- masks -------------------------------------------------------------------------------------------
-
-
-def face_landmarks(size: int) -> np.ndarray:
-    """A plausible layout: the oval on an ellipse, the lips in the lower middle, the rest inside."""
-    rng = np.random.default_rng(0)
-    points = rng.uniform(0.35 * size, 0.65 * size, (468, 2)).astype(np.float32)
-    angles = np.linspace(0, 2 * np.pi, len(FACE_OVAL), endpoint=False)
-    points[list(FACE_OVAL)] = np.stack([0.5 + 0.25 * np.sin(angles), 0.5 - 0.32 * np.cos(angles)], 1) * size
-    lips = list(LIP_OUTER_UPPER + LIP_OUTER_LOWER)
-    lip_angles = np.linspace(0, 2 * np.pi, len(lips), endpoint=False)
-    points[lips] = np.stack([0.5 + 0.08 * np.cos(lip_angles), 0.7 + 0.03 * np.sin(lip_angles)], 1) * size
-    return points
 
 
 def square(level: torch.Tensor) -> torch.Tensor:

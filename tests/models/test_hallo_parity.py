@@ -25,33 +25,9 @@ from models.render.diffusion.masks import HalloMasks
 from models.render.diffusion.pipeline import HalloPipeline
 from models.render.diffusion.reference import ReferenceBank, strip_output_head
 from models.render.diffusion.unet import HALLO_UNET_KWARGS, AudioConditions, DenoisingUNet
-from models.render.diffusion.weights import HalloNet, NetConfig, expected_tensors
+from models.render.diffusion.weights import SD15_UNET_CONFIG, HalloNet, NetConfig, expected_tensors
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "hallo"
-SD15_UNET = {  # runwayml/stable-diffusion-v1-5 unet/config.json, Hallo's base_model_path
-    "act_fn": "silu",
-    "attention_head_dim": 8,
-    "block_out_channels": [320, 640, 1280, 1280],
-    "center_input_sample": False,
-    "cross_attention_dim": 768,
-    "down_block_types": [
-        "CrossAttnDownBlock2D",
-        "CrossAttnDownBlock2D",
-        "CrossAttnDownBlock2D",
-        "DownBlock2D",
-    ],
-    "downsample_padding": 1,
-    "flip_sin_to_cos": True,
-    "freq_shift": 0,
-    "in_channels": 4,
-    "layers_per_block": 2,
-    "mid_block_scale_factor": 1,
-    "norm_eps": 1e-05,
-    "norm_num_groups": 32,
-    "out_channels": 4,
-    "sample_size": 64,
-    "up_block_types": ["UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"],
-}
 # float32 on both sides. What differs is the order of float operations (SDPA vs Hallo's explicit
 # attention, thread count), which Hallo's float16 hand-over of the reference bank turns into an
 # occasional last-bit flip of a banked value: Hallo against itself on 1 vs 2 threads moves by up to
@@ -75,7 +51,7 @@ def one_thread() -> Iterator[None]:
 def test_the_loader_expects_exactly_the_released_net_pth_tensors() -> None:
     released = json.loads((FIXTURES / "hallo_tensors.json").read_text())
     config = NetConfig(
-        sd_unet=SD15_UNET,
+        sd_unet=SD15_UNET_CONFIG,
         unet_additional=HALLO_UNET_KWARGS,
         face_locator={"conditioning_embedding_channels": 320},
         image_proj={"cross_attention_dim": 768, "clip_embeddings_dim": 512, "clip_extra_context_tokens": 4},

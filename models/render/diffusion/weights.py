@@ -77,6 +77,33 @@ NOT_READ = {  # in Hallo's download, read by its loader, but every tensor in the
     "stable-diffusion-v1-5/unet/diffusion_pytorch_model.safetensors": "both UNets' tensors are in net.pth",
     "motion_module/mm_sd_v15_v2.ckpt": "the motion modules' tensors are in net.pth",
 }
+# runwayml/stable-diffusion-v1-5 unet/config.json: the architecture of Hallo's base_model_path (public)
+SD15_UNET_CONFIG: dict[str, Any] = {
+    "_class_name": "UNet2DConditionModel",
+    "_diffusers_version": "0.6.0",
+    "act_fn": "silu",
+    "attention_head_dim": 8,
+    "block_out_channels": [320, 640, 1280, 1280],
+    "center_input_sample": False,
+    "cross_attention_dim": 768,
+    "down_block_types": [
+        "CrossAttnDownBlock2D",
+        "CrossAttnDownBlock2D",
+        "CrossAttnDownBlock2D",
+        "DownBlock2D",
+    ],
+    "downsample_padding": 1,
+    "flip_sin_to_cos": True,
+    "freq_shift": 0,
+    "in_channels": 4,
+    "layers_per_block": 2,
+    "mid_block_scale_factor": 1,
+    "norm_eps": 1e-05,
+    "norm_num_groups": 32,
+    "out_channels": 4,
+    "sample_size": 64,
+    "up_block_types": ["UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"],
+}
 NET_PARTS = ("reference_unet", "denoising_unet", "face_locator", "imageproj", "audioproj")
 _WEIGHT_NAMES = ("diffusion_pytorch_model.safetensors", "model.safetensors", "diffusion_pytorch_model.bin",
                  "pytorch_model.bin")  # fmt: skip
