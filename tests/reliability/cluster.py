@@ -24,6 +24,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO
 
+import fsspec
 import httpx
 from sqlalchemy import create_engine, make_url, text
 
@@ -170,6 +171,8 @@ class Cluster:
             process.wait(timeout=30)
         for log in self._logs:
             log.close()
+        # fsspec keeps filesystems by their arguments, not the environment: drop ours with its endpoint
+        fsspec.get_filesystem_class("s3").clear_instance_cache()
 
     def submit(self, jobs: list[Path]) -> None:
         for job in jobs:

@@ -50,6 +50,9 @@ def blobs(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.Mo
         monkeypatch.setenv("AWS_ACCESS_KEY_ID", "emoflow-test")
         monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "emoflow-test")
         monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+        # fsspec caches filesystems by their arguments, not the environment: forget ones made for other
+        # endpoints (tests/reliability/cluster.py runs a moto server of its own)
+        fsspec.get_filesystem_class("s3").clear_instance_cache()
         bucket = f"emoflow-{uuid.uuid4().hex[:12]}"
         fsspec.filesystem("s3", skip_instance_cache=True).mkdir(bucket)
         url = f"s3://{bucket}/blobs"
