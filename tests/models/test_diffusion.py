@@ -303,7 +303,7 @@ def test_the_reference_carries_the_clip_expression_and_is_the_portrait_when_neut
     moved = renderer._clip_reference(face, *angry, clip=0)
     assert moved.shape == face.image.shape and not np.array_equal(moved, face.image)
     weaker = DiffusionRenderer.__new__(DiffusionRenderer)
-    weaker.__dict__.update(renderer.__dict__, reference_expression=0.2)
+    weaker.__dict__.update(renderer.__dict__, reference_expression=0.1)
     gentle = weaker._clip_reference(face, *angry, clip=0)
     change = np.abs(moved.astype(int) - face.image).mean()
     assert 0 < np.abs(gentle.astype(int) - face.image).mean() < change

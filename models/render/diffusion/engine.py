@@ -5,7 +5,7 @@
 `weights` is a folder in Hallo's `pretrained_models/` layout (models/render/diffusion/weights.py).
 The emotion curve reaches the video two ways:
 - without training: each 16-frame clip's ReferenceNet sees the portrait with the clip's mean expression,
-  applied by the preview rig at `reference_expression` of its strength;
+  applied by the preview rig at `reference_expression` (0.25) of its strength;
 - with a trained emotion adapter in the folder: through the gated fusion on the audio tokens as well.
 """
 
@@ -135,7 +135,8 @@ class DiffusionRenderer:
         guidance: float = 3.5,
         device: str = "cpu",
         dtype: str | torch.dtype | None = None,
-        reference_expression: float = 0.5,
+        # a quarter of the rig's strength: at a half, sad and fear already bend the lips (contact sheet)
+        reference_expression: float = 0.25,
     ) -> None:
         if not 64 <= int(size) <= 2048 or int(size) % 64:
             raise InputError(f"size must be a multiple of 64 between 64 and 2048 px, got {size}")
