@@ -106,6 +106,20 @@ def narrate(
     face_index: Annotated[
         int | None, typer.Option("--face-index", help="Which face to animate, largest first.")
     ] = None,
+    frame: Annotated[
+        str | None,
+        typer.Option(
+            help="What the video shows: crop (the size x size face crop, default), portrait (the whole "
+            "portrait at its own resolution) or WIDTHxHEIGHT such as 1920x1080 (even sides)."
+        ),
+    ] = None,
+    allow_non_human: Annotated[
+        bool | None,
+        typer.Option(
+            "--allow-non-human",
+            help="Animate a face that does not look human (an animal, a mask) instead of refusing it.",
+        ),
+    ] = None,
     weights: Annotated[
         str | None, typer.Option(help="Diffusion renderer weights (directory or hub id).")
     ] = None,

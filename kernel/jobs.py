@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from kernel.errors import InputError
 from kernel.settings import (
@@ -27,6 +27,34 @@ MAX_SCRIPT_CHARS = 60_000  # about 10,000 words, an hour of speech
 MAX_DESCRIPTION_CHARS = 4_000
 MAX_PORTRAIT_PIXELS = 40_000_000  # decoded; bigger photos gain nothing at render sizes <= 2048
 SPOKEN_WORDS_PER_SECOND = 2.6  # a calm narration pace, for the speech-length estimate
+MIN_FRAME_SIDE, MAX_FRAME_SIDE = 64, 4096  # output frame sides (`frame: WxH`); H.264 also needs them even
+
+# `frame`: what the video shows. "crop": the size x size square around the face (the default);
+# "portrait": the whole portrait at its own resolution and aspect; "WxH" (e.g. 1920x1080): the portrait
+# fitted to that aspect around the face. Outside "crop", the animated crop is pasted back into the still.
+FRAME_CROP, FRAME_PORTRAIT = "crop", "portrait"
+_FRAME_SIZE = re.compile(r"^(\d{1,5})x(\d{1,5})$")
+
+
+def frame_size(frame: str) -> tuple[int, int] | None:
+    """(width, height) of a `WxH` frame option, None for "crop" and "portrait"; bad values raise ValueError
+    with the fix in the message (pydantic and InputError callers both show it)."""
+    if frame in (FRAME_CROP, FRAME_PORTRAIT):
+        return None
+    match = _FRAME_SIZE.match(frame.strip().lower())
+    if match is None:
+        raise ValueError(f"frame must be crop, portrait or WIDTHxHEIGHT such as 1920x1080, not {frame!r}")
+    width, height = int(match[1]), int(match[2])
+    if not (MIN_FRAME_SIDE <= width <= MAX_FRAME_SIDE and MIN_FRAME_SIDE <= height <= MAX_FRAME_SIDE):
+        raise ValueError(
+            f"frame {width}x{height}: each side must be between {MIN_FRAME_SIDE} and {MAX_FRAME_SIDE} px"
+        )
+    if width % 2 or height % 2:
+        # H.264 with 4:2:0 chroma needs even sides; say which, rather than silently cropping a pixel
+        raise ValueError(
+            f"frame {width}x{height}: H.264 needs even sides, use {width - width % 2}x{height - height % 2}"
+        )
+    return width, height
 
 
 class JobOptions(BaseModel):
@@ -54,6 +82,9 @@ class JobOptions(BaseModel):
     head_motion: float
     face_index: int
     output_dir: str
+    # defaults, so options stored before these fields existed read back as they ran
+    frame: str = FRAME_CROP
+    allow_non_human: bool = False
 
 
 class JobSpec(BaseModel):
@@ -93,6 +124,20 @@ class JobSpec(BaseModel):
     seed: int | None = None
     head_motion: float = Field(default=1.0, ge=0.0, le=3.0)
     face_index: int = Field(default=0, ge=0)
+    frame: str = Field(
+        default=FRAME_CROP,
+        description="crop (the size x size face crop), portrait (the whole portrait, its own resolution "
+        "and aspect) or WIDTHxHEIGHT such as 1920x1080 (even sides, at most 4096)",
+    )
+    allow_non_human: bool = Field(
+        default=False, description="animate a face that does not look human (an animal, a mask) anyway"
+    )
+
+    @field_validator("frame")
+    @classmethod
+    def _frame(cls, value: str) -> str:
+        size = frame_size(value)
+        return value if size is None else f"{size[0]}x{size[1]}"  # canonical, for the cache key
 
     @model_validator(mode="after")
     def _one_script(self) -> JobSpec:
@@ -145,6 +190,8 @@ class JobSpec(BaseModel):
             head_motion=self.head_motion,
             face_index=self.face_index,
             output_dir=str(Path(output_dir).expanduser().resolve()),
+            frame=self.frame,
+            allow_non_human=self.allow_non_human,
         )
 
     def speech_seconds_estimate(self) -> float:

@@ -9,9 +9,10 @@ import numpy as np
 from PIL import Image
 
 from kernel.errors import InputError
-from kernel.jobs import BUILTIN_PORTRAIT_PREFIX, JobOptions, JobSpec
+from kernel.jobs import BUILTIN_PORTRAIT_PREFIX, FRAME_CROP, JobOptions, JobSpec
 from kernel.paths import ensure_writable_dir
 from kernel.settings import Settings
+from models.render.framing import output_region
 from models.vision.face import load_image, prepare_portrait
 from stores.records import NewArtifact
 from stores.store import ArtifactStore
@@ -36,8 +37,10 @@ def submit_job(spec: JobSpec, settings: Settings, store: ArtifactStore, queued: 
         if options.efp_engine == "learned":
             check_efp_model(store, options)
         data, media_type, image = read_portrait(spec.portrait)
-        # proves there is a usable human face now, not minutes later in the render stage
-        prepare_portrait(image, options.size, options.face_index)
+        # proves there is a usable human face, and room to frame it, now, not minutes later in render
+        face = prepare_portrait(image, options.size, options.face_index, options.allow_non_human)
+        if options.frame != FRAME_CROP:
+            output_region(face, options.frame)
         ensure_writable_dir(Path(options.output_dir))
     except InputError as exc:
         store.record_event("job.reject", actor, details={"job": spec.name, "error": str(exc)})

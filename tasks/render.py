@@ -1,4 +1,8 @@
-"""Stage 5, render: the portrait speaks, its expression following the curve; frames as silent H.264."""
+"""Stage 5, render: the portrait speaks, its expression following the curve; frames as silent H.264.
+
+Renderers animate the square face crop; the job's `frame` option then pastes each frame back into the whole
+portrait (`models/render/framing.py`), the same way for every renderer.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +13,7 @@ from typing import Any
 from kernel.jobs import JobOptions
 from kernel.settings import get_settings
 from models.publish.video import encode_frames
+from models.render.framing import framer_for
 from models.types import ProgressFn
 from models.vision.face import load_image, prepare_portrait
 from stores.records import ArtifactRef, NewArtifact
@@ -33,14 +38,22 @@ def render_face(
 
     def compute(workdir: Path, progress: ProgressFn) -> list[NewArtifact]:
         face = prepare_portrait(
-            load_image(store.blob_path(portrait.sha256)), options.size, options.face_index
+            load_image(store.blob_path(portrait.sha256)),
+            options.size,
+            options.face_index,
+            allow_non_human=options.allow_non_human,
         )
+        framer = framer_for(face, options.frame)  # before rendering: a frame that cannot fit fails now
         loaded = load_speech(store, speech, word_timings)
         total = renderer.frame_count(loaded.duration)
         frames = renderer.render(face, loaded, load_curve(store, curve))
+        width, height = (options.size, options.size) if framer is None else framer.size
+        if framer is not None:
+            frames = framer.frames(frames)
         path = workdir / "frames.mp4"
-        count = encode_frames(frames, path, options.fps, options.size, total, progress)
-        metadata = {"frames": count, "fps": options.fps, "size": options.size}
+        count = encode_frames(frames, path, options.fps, (width, height), total, progress)
+        metadata: dict[str, Any] = {"frames": count, "fps": options.fps, "size": options.size}
+        metadata |= {"frame": options.frame, "width": width, "height": height}
         return [NewArtifact("frames", "frames", "video/mp4", path=path, metadata=metadata)]
 
     return run_stage(

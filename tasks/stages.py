@@ -67,6 +67,6 @@ RENDER = Stage(
     "render",
     inputs=("portrait", "speech", "word_timings", "curve"),
     outputs=Rendered,
-    params=("size", "fps", "seed", "face_index"),
+    params=("size", "fps", "seed", "face_index", "frame"),
 )
 PUBLISH = Stage("publish", inputs=("frames", "speech", "curve"), outputs=Published)

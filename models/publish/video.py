@@ -17,7 +17,7 @@ def encode_frames(
     frames: Iterable[np.ndarray],
     path: Path,
     fps: int,
-    size: int,
+    size: int | tuple[int, int],
     total: int,
     progress: ProgressFn | None = None,
     crf: int = 14,
@@ -25,11 +25,12 @@ def encode_frames(
     """Stream RGB frames into a silent, near-lossless H.264 file; returns the frame count.
 
     The frames stay an intermediate artifact, so quality is high (crf 14); publish re-uses the
-    stream as is when it muxes the audio in.
+    stream as is when it muxes the audio in. `size` is a square's side or (width, height).
     """
+    width, height = (size, size) if isinstance(size, int) else size
     writer = imageio_ffmpeg.write_frames(
         str(path),
-        (size, size),
+        (width, height),
         fps=fps,
         codec="libx264",
         pix_fmt_in="rgb24",
@@ -43,9 +44,9 @@ def encode_frames(
     count = 0
     try:
         for frame in frames:
-            if frame.shape != (size, size, 3) or frame.dtype != np.uint8:
+            if frame.shape != (height, width, 3) or frame.dtype != np.uint8:
                 raise EngineError(
-                    f"renderer gave a frame of {frame.shape} {frame.dtype}, not ({size},{size},3) uint8"
+                    f"renderer gave a frame of {frame.shape} {frame.dtype}, not ({height},{width},3) uint8"
                 )
             writer.send(np.ascontiguousarray(frame))
             count += 1

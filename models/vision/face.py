@@ -1,5 +1,9 @@
 """Portrait intake: load an image, find a human face, crop it square and fit a 468-point face mesh.
 
+A face that does not look human (an animal the detector fired on) is refused unless the caller allows it
+(`models/vision/human.py` says how that is decided). The portrait keeps its whole source image and where
+the crop was cut from it, so a renderer's frames can be pasted back (`models/render/framing.py`).
+
 MediaPipe 0.10.21 is the last release that bundles its face detection and face mesh models, so it runs
 offline. Its graphs are created lazily once per process (import costs ~0.5 s) and are guarded by one lock:
 a MediaPipe graph must not process two images at once.
@@ -21,6 +25,7 @@ import numpy as np
 
 from kernel.errors import EngineError, InputError
 from kernel.jobs import MAX_PORTRAIT_PIXELS
+from models.vision.human import human_cues
 
 N_LANDMARKS = 468
 
@@ -46,6 +51,16 @@ MAX_IMAGE_PIXELS = MAX_PORTRAIT_PIXELS  # read from the header, before any pixel
 _MAX_TURN = 0.6
 
 
+@dataclass(frozen=True)
+class CropBox:
+    """Where a square crop was cut from its source image, in source pixels: top-left corner and side.
+    Crop pixel (u, v) of a `size` px crop is source point (x0 + u * side / size, y0 + v * side / size)."""
+
+    x0: float
+    y0: float
+    side: float
+
+
 @dataclass
 class Portrait:
     """A square RGB portrait and its face mesh, ready for a renderer."""
@@ -53,6 +68,8 @@ class Portrait:
     image: np.ndarray  # (size, size, 3) uint8 RGB
     landmarks: np.ndarray  # (468, 2) float32, pixel coordinates (x, y) in `image`
     depth: np.ndarray | None = None  # (468,) float32 MediaPipe z in pixels (smaller = nearer), if known
+    source: np.ndarray | None = None  # the whole (H, W, 3) uint8 RGB image `image` was cropped from
+    crop: CropBox | None = None  # where in `source`; set together with it
 
     @property
     def size(self) -> int:
@@ -68,6 +85,8 @@ class FaceBox:
     width: float
     height: float
     score: float
+    # the detector's keypoints (x, y): right eye, left eye, nose tip, mouth, right ear, left ear
+    keypoints: tuple[tuple[float, float], ...] = ()
 
     @property
     def area(self) -> float:
@@ -198,8 +217,14 @@ def detect_faces(image: np.ndarray) -> list[FaceBox]:
             if det.score[0] < min_score:  # the graph's own threshold is not applied to its output
                 continue
             rel = det.location_data.relative_bounding_box
+            keypoints = tuple((k.x * w, k.y * h) for k in det.location_data.relative_keypoints)
             box = FaceBox(
-                x=rel.xmin * w, y=rel.ymin * h, width=rel.width * w, height=rel.height * h, score=det.score[0]
+                x=rel.xmin * w,
+                y=rel.ymin * h,
+                width=rel.width * w,
+                height=rel.height * h,
+                score=det.score[0],
+                keypoints=keypoints,
             )
             if box.width > 1 and box.height > 1 and all(_iou(box, b) < 0.3 for b in boxes):
                 boxes.append(box)
@@ -217,6 +242,11 @@ def _meshes(rgb: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
         z = points[:N_LANDMARKS, 2] * w  # MediaPipe scales z like x
         found.append((xy, z))
     return sorted(found, key=lambda m: -float(np.prod(np.ptp(m[0], axis=0))))
+
+
+def meshes(image: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Every face mesh in an RGB image as (xy pixels (468, 2), z pixels (468,)), largest first."""
+    return _meshes(_as_rgb(image))
 
 
 def detect_landmarks(image: np.ndarray) -> np.ndarray | None:
@@ -276,8 +306,13 @@ def face_turn(landmarks: np.ndarray) -> float:
     return (d_right - d_left) / max(d_right + d_left, 1e-6)
 
 
-def prepare_portrait(image: np.ndarray, size: int = 512, face_index: int = 0) -> Portrait:
-    """Crop a square portrait of `size` px around a face (largest first) and fit the face mesh on it."""
+def prepare_portrait(
+    image: np.ndarray, size: int = 512, face_index: int = 0, allow_non_human: bool = False
+) -> Portrait:
+    """Crop a square portrait of `size` px around a face (largest first) and fit the face mesh on it.
+
+    A face that does not look human is refused unless `allow_non_human`; then it is animated anyway.
+    """
     if size < 64:
         raise ValueError(f"size must be at least 64 px, got {size}")
     rgb = _as_rgb(image)
@@ -312,6 +347,17 @@ def prepare_portrait(image: np.ndarray, size: int = 512, face_index: int = 0) ->
             "use a sharper, more frontal portrait"
         )
     xy, z = found
+    if not allow_non_human:
+        keypoints = None
+        if face.keypoints:
+            keypoints = (np.asarray(face.keypoints, dtype=np.float64) - (x0, y0)) * scale
+        failures = human_cues(crop, xy, keypoints).failures()
+        if failures:
+            raise InputError(
+                f"the face in the portrait does not look human ({'; '.join(failures)}): the renderer "
+                "animates human faces and would distort it; use a portrait of a person, or set "
+                "allow_non_human: true (--allow-non-human) to animate it anyway"
+            )
     turn = face_turn(xy)
     if abs(turn) > _MAX_TURN:
         raise InputError(
@@ -319,4 +365,10 @@ def prepare_portrait(image: np.ndarray, size: int = 512, face_index: int = 0) ->
             "use a frontal or three-quarter portrait"
         )
     xy = np.clip(xy, 0.0, size - 1.0).astype(np.float32)
-    return Portrait(image=crop, landmarks=xy, depth=(z - float(np.median(z))).astype(np.float32))
+    return Portrait(
+        image=crop,
+        landmarks=xy,
+        depth=(z - float(np.median(z))).astype(np.float32),
+        source=rgb,
+        crop=CropBox(x0, y0, side),
+    )
