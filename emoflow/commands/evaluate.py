@@ -51,10 +51,14 @@ def render(
         str, typer.Option(help="Comma-separated emotions.")
     ] = "neutral,happy,sad,angry,fear,surprise,disgust",
     seed: Annotated[int, typer.Option(help="Seed for speech, blinks and head motion.")] = 0,
+    expressions: Annotated[
+        str, typer.Option(help="real (MEAD actors' motion, the default) or facs (1.3.0's hand-tuned rows).")
+    ] = "real",
     debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks.")] = False,
 ) -> None:
-    """Render (portrait x emotion) clips with the preview renderer and score them with the FER judge:
-    EF-agreement, lip sync, identity drift and background SSIM; portraits without a face are skipped."""
+    """Render (portrait x emotion) clips with the preview renderer and score them: EF-agreement by the FER
+    judge, lip sync, identity drift, background SSIM, and naturalness (each face region's move against real
+    actors' range, wavy or crossed lips); portraits without a human face are skipped."""
     from models.evaluate.render import RenderEvalConfig, evaluate_render
 
     config = RenderEvalConfig(
@@ -62,6 +66,7 @@ def render(
         intensity=intensity,
         seconds=seconds,
         seed=seed,
+        expressions=expressions,
     )
     try:
         report = evaluate_render(portraits, out, config, log=lambda m: _console.print(Text(m)))

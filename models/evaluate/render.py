@@ -8,6 +8,9 @@ Metrics (per clip, then per emotion and overall):
   lip_sync      Pearson correlation between the re-detected mouth opening and the speech RMS per frame
   drift_iod     stable-landmark drift from the portrait after removing head motion (inter-ocular units)
   bg_ssim       SSIM of the frame against the portrait outside the head
+  range_ratio   per face region, the clip's p95 landmark move from the portrait's own rendered neutral over
+                real actors' p95 for the same emotion (models.evaluate.naturalness; <= 1 is human range)
+  lip frames    frames whose lips the renderer bends into a wave or folds through each other
 """
 
 from __future__ import annotations
@@ -25,9 +28,11 @@ import cv2
 import numpy as np
 
 from kernel.errors import EmoflowError, InputError
-from models.evaluate import metrics
+from models.evaluate import metrics, naturalness
+from models.evaluate.real_faces import detect_mesh, face_frame_track, neutral_reference
 from models.evaluate.speech import frame_energy, synthetic_speech
 from models.render import PreviewRenderer
+from models.render.rig import FaceFrame
 from models.types import CurvePoint, EmotionCurve, Speech
 from models.vision.face import Portrait, detect_landmarks, load_image, prepare_portrait
 from models.vision.judge import LABELS as JUDGE_LABELS
@@ -48,6 +53,7 @@ class RenderEvalConfig:
     fps: int = 25
     seed: int = 0
     ssim_every: int = 5  # background SSIM on every n-th frame (it is the slowest metric)
+    expressions: str = "real"  # the renderer's expression source: real actors' motion or the FACS rows
 
 
 @dataclass
@@ -64,6 +70,10 @@ class ClipResult:
     bg_ssim: float
     face_found: float  # share of frames where the judge's face detector found the face
     mesh_found: float  # share of frames where the face mesh found the face
+    range_ratio: dict[str, float] = field(default_factory=dict)  # region -> clip p95 / real p95
+    range_ratio_max: float = float("nan")
+    wavy_lip_frames: int = 0
+    crossed_lip_frames: int = 0
 
 
 @dataclass
@@ -85,7 +95,7 @@ class RenderEvalReport:
     contact_sheets: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
-        return _finite(asdict(self))
+        return finite(asdict(self))
 
 
 def constant_curve(label: str, intensity: float, duration: float) -> EmotionCurve:
@@ -112,8 +122,9 @@ def evaluate_clip(
     intensity: float,
     name: str,
     ssim_every: int = 5,
-) -> tuple[ClipResult, list[np.ndarray], float]:
-    """Render one clip and score it; returns the result, the frames and the render-only seconds."""
+) -> tuple[ClipResult, list[np.ndarray], float, np.ndarray]:
+    """Render one clip and score it; returns the result, the frames, the render-only seconds and the
+    re-detected meshes (frames with a face, 468, 3)."""
     curve = constant_curve(emotion, intensity, speech.duration)
     start = time.perf_counter()
     frames = list(renderer.render(portrait, speech, curve))
@@ -134,15 +145,24 @@ def evaluate_clip(
     intended = curve.per_frame(renderer.fps, n)
     intended_labels = [intended.labels[i] for i in intended.probs.argmax(axis=1)]
 
-    # 2. Landmarks again on every frame: mouth opening (lip sync) and identity drift.
+    # 2. Landmarks again on every frame: mouth opening (lip sync), identity drift, and the face-frame
+    #    landmarks for the naturalness measure; the lips are checked on the warp's own targets (the face
+    #    mesh smooths a wave away), against the portrait at rest.
     opening = np.full(n, np.nan)
     drift = []
+    meshes = []
     for i, frame in enumerate(frames):
-        points = detect_landmarks(frame)
-        if points is None:
+        mesh = detect_mesh(frame)
+        if mesh is None:
             continue
+        points = mesh[:, :2]
         opening[i] = metrics.mouth_opening(points)
         drift.append(metrics.landmark_drift(points, rest))
+        meshes.append(mesh)
+    face = FaceFrame.from_landmarks(rest)  # the lip check's thresholds are in IOD
+    lips = naturalness.lip_check(
+        face.normalise(renderer.landmark_track(portrait, speech, curve)), face.normalise(rest)
+    )
     energy = frame_energy(speech, renderer.fps, n)
 
     # 3. Background.
@@ -162,8 +182,20 @@ def evaluate_clip(
         bg_ssim=float(np.nanmean(ssim)) if ssim else float("nan"),
         face_found=float(np.mean([b is not None for b in boxes])) if boxes else 0.0,
         mesh_found=float(np.isfinite(opening).mean()) if n else 0.0,
+        wavy_lip_frames=lips.wavy_frames,
+        crossed_lip_frames=lips.crossed_frames,
     )
-    return result, frames, render_s
+    return result, frames, render_s, np.stack(meshes) if meshes else np.zeros((0, 468, 3))
+
+
+def score_range(clip: ClipResult, meshes: np.ndarray, neutral: np.ndarray) -> None:
+    """Fill the clip's ratios to the real actors' p95 (the neutral: the portrait's rendered neutral mesh)."""
+    if not len(meshes):
+        return
+    track, rest = face_frame_track(meshes, neutral)
+    moves = naturalness.region_displacement(track, rest)
+    clip.range_ratio = naturalness.range_ratio(moves, clip.emotion)
+    clip.range_ratio_max = max(clip.range_ratio.values(), default=float("nan"))
 
 
 def evaluate_render(
@@ -184,7 +216,9 @@ def evaluate_render(
     say = log or (lambda _msg: None)
 
     # 2. Shared components: one renderer, one judge, one speech track for every clip.
-    renderer = PreviewRenderer(size=config.size, fps=config.fps, seed=config.seed)
+    renderer = PreviewRenderer(
+        size=config.size, fps=config.fps, seed=config.seed, expressions=config.expressions
+    )
     judge = FaceEmotionJudge.shared()
     speech = synthetic_speech(config.seconds, seed=config.seed)
 
@@ -210,10 +244,19 @@ def evaluate_render(
         statuses.append(status)
         originals[name] = portrait.image
         stills[name] = {}
-        for emotion in config.emotions:
-            result, frames, seconds = evaluate_clip(
+        # neutral first: its re-detected landmarks are this face's resting reference for the range ratios
+        order = ["neutral", *[e for e in config.emotions if e != "neutral"]]
+        neutral: np.ndarray | None = None
+        for emotion in order:
+            result, frames, seconds, meshes = evaluate_clip(
                 renderer, judge, portrait, speech, emotion, config.intensity, name, config.ssim_every
             )
+            if emotion == "neutral" and len(meshes):
+                neutral = neutral_reference(meshes)
+            if neutral is not None:  # no reference when the mesh lost the neutral face: no ratios
+                score_range(result, meshes, neutral)
+            if emotion not in config.emotions:
+                continue
             clips.append(result)
             render_s += seconds
             rendered += len(frames)
@@ -267,6 +310,14 @@ def summarise(clips: list[ClipResult], statuses: list[PortraitStatus], render_fp
         "detector_noise_iod": mean([s.detector_noise_iod for s in statuses if s.status == "ok"]),
         "bg_ssim_mean": mean([c.bg_ssim for c in clips]),
         "bg_ssim_min": float(np.nanmin([c.bg_ssim for c in clips])) if clips else float("nan"),
+        "range_ratio_max": {
+            e: float(np.nanmax([c.range_ratio_max for c in clips if c.emotion == e] or [np.nan]))
+            for e in emotions
+        },
+        "range_ratio_max_overall": float(np.nanmax([c.range_ratio_max for c in clips] or [np.nan])),
+        "clips_within_range": sum(c.range_ratio_max <= 1.0 for c in clips),
+        "wavy_lip_frames": sum(c.wavy_lip_frames for c in clips),
+        "crossed_lip_frames": sum(c.crossed_lip_frames for c in clips),
         "face_found": mean([c.face_found for c in clips]),
         "mesh_found": mean([c.mesh_found for c in clips]),
         "render_fps": render_fps,
@@ -314,12 +365,12 @@ def contact_sheet(
     return sheet
 
 
-def _finite(value: Any) -> Any:
+def finite(value: Any) -> Any:
     """NaN is not JSON: write null."""
     if isinstance(value, float):
         return value if np.isfinite(value) else None
     if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
+        return {k: finite(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
-        return [_finite(v) for v in value]
+        return [finite(v) for v in value]
     return value

@@ -17,6 +17,8 @@ from models.render.tables import FacsTable
 
 _WARM_WHITE = np.array([238.0, 232.0, 216.0], dtype=np.float32)
 _SHADOW_TINT = np.array([0.8, 1.0, 1.12], dtype=np.float32)
+_CREASE_SHOULDER = 2.5  # the lit skin beside a crease spreads this many times wider than its shadow
+_CREASE_LIGHT = 0.8  # and takes back this share of the shadow's darkening
 
 
 def _smoothstep(edge0: float, edge1: float, x: np.ndarray | float) -> np.ndarray:
@@ -211,7 +213,7 @@ class WrinklePainter:
             return
         h, w = frame.shape[:2]
         allpts = np.vstack([p for p, _, _ in lines])
-        pad = int(max(lw for _, _, lw in lines) * 3) + 4
+        pad = int(max(lw for _, _, lw in lines) * 5) + 4  # room for the shoulders' wider blur
         x0, y0 = np.maximum(np.floor(allpts.min(axis=0)).astype(int) - pad, 0)
         x1, y1 = np.ceil(allpts.max(axis=0)).astype(int) + pad
         x1, y1 = min(x1, w), min(y1, h)
@@ -227,11 +229,18 @@ class WrinklePainter:
             cv2.polylines(layer, [pts], False, float(depth), thickness, cv2.LINE_AA, shift)
             mask = np.maximum(mask, layer)
             sigma = max(sigma, width * 0.45)  # a soft shadow, not a drawn line
-        mask = np.clip(cv2.GaussianBlur(mask, (0, 0), max(sigma, 0.8)), 0.0, 0.6)
+        sigma = max(sigma, 0.8)
+        # a crease, not a drawn line: dark in the fold, a little lighter on the skin pushed up beside it
+        # (a difference of Gaussians of the same lines; the shoulders take back most of the darkening)
+        shadow = cv2.GaussianBlur(mask, (0, 0), sigma)
+        shoulders = cv2.GaussianBlur(mask, (0, 0), _CREASE_SHOULDER * sigma)
+        shade = np.clip(shadow - _CREASE_LIGHT * shoulders, -0.15, 0.6)
         roi = frame[y0:y1, x0:x1].astype(np.float32)
-        # skin shadows are warm: blue and green darken more than red
+        # skin shadows are warm: blue and green darken more than red; the lit shoulders are not tinted
         tint = 1.0 + (_SHADOW_TINT - 1.0) * colourful
-        frame[y0:y1, x0:x1] = np.clip(roi * (1.0 - mask[..., None] * tint), 0, 255).astype(np.uint8)
+        dark = np.clip(shade, 0.0, None)[..., None] * tint
+        light = np.clip(-shade, 0.0, None)[..., None]
+        frame[y0:y1, x0:x1] = np.clip(roi * (1.0 - dark + light), 0, 255).astype(np.uint8)
 
 
 class EyeWhitePainter:

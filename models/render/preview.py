@@ -24,9 +24,10 @@ from kernel.errors import InputError
 from models.identity import EngineIdentity, TablePart, describe
 from models.render import motion
 from models.render import topology as topo
+from models.render.expressions import EXPRESSIONS_FILE, ExpressionTable, load_expressions
 from models.render.inputs import check_portrait, check_render_inputs, frame_count
 from models.render.mouth import EyeWhitePainter, MouthPainter, WrinklePainter, close_mouth_texture
-from models.render.rig import FaceFrame, FaceRig, HeadPose
+from models.render.rig import N_LANDMARKS, FaceFrame, FaceRig, HeadPose
 from models.render.tables import FacsTable, VisemeTable, load_facs, load_visemes
 from models.render.warp import PiecewiseAffineWarp
 from models.types import EmotionCurve, ProgressFn, Speech
@@ -57,6 +58,11 @@ class _Prepared:
     eyes: EyeWhitePainter
 
 
+EXPRESSION_SOURCES = ("real", "facs")
+# per frame: action units, real-motion fields (or None), mouth opening, mouth width, blink, head
+_Tracks = tuple[np.ndarray, np.ndarray | None, np.ndarray, np.ndarray, np.ndarray, motion.HeadTrack]
+
+
 class PreviewRenderer:
     """Renders a talking portrait on the CPU, faster than real time at 512 px / 25 fps."""
 
@@ -64,34 +70,52 @@ class PreviewRenderer:
     # 1.1.0: sad/angry/surprise FACS weights tuned against the FER judge; 1.2.0: fear re-weighted, and the
     # sclera bared by AU5 is painted; 1.3.0: the smile neutraliser bends the whole mouth, teeth show by lip
     # raise (not by jaw drop), speech keeps moving a dropped jaw, fear and angry re-chosen
-    version = "1.3.0"
+    # 2.0.0: expressions are real actors' landmark motion (prompts/expressions.json, MEAD), not hand-tuned
+    # FACS rows; the FACS rows remain as `expressions="facs"` and as the fitted explanation of each field
+    version = "2.0.0"
 
-    def __init__(self, size: int = 512, fps: int = 25, seed: int = 0, head_motion: float = 1.0) -> None:
+    def __init__(
+        self,
+        size: int = 512,
+        fps: int = 25,
+        seed: int = 0,
+        head_motion: float = 1.0,
+        expressions: str = "real",
+    ) -> None:
         if not 64 <= int(size) <= 4096:
             raise InputError(f"size must be between 64 and 4096 px, got {size}")
         if not 1 <= fps <= 120:
             raise InputError(f"fps must be between 1 and 120, got {fps}")
         if not 0.0 <= head_motion <= 5.0:
             raise InputError(f"head_motion must be between 0 (still) and 5, got {head_motion}")
+        if expressions not in EXPRESSION_SOURCES:
+            raise InputError(
+                f"expressions must be one of {', '.join(EXPRESSION_SOURCES)}, got {expressions!r}"
+            )
         self.size = int(size)
         self.fps = fps
         self.seed = int(seed)
         self.head_motion = float(head_motion)
         self.facs: FacsTable = load_facs()
         self.visemes: VisemeTable = load_visemes()
+        self.expressions = expressions
+        self.real: ExpressionTable | None = load_expressions() if expressions == "real" else None
         self._wrinkles = WrinklePainter(self.facs)
         self._cache: OrderedDict[str, _Prepared] = OrderedDict()
         self._lock = threading.Lock()
 
     def identity(self) -> EngineIdentity:
-        """Both tables in full (every row moves the face), the rig's code and the landmark model."""
+        """Both tables in full (every row moves the face), the real-motion fields, the rig's code and the
+        landmark model."""
         return describe(
             self,
             tables=[
                 TablePart(Path(self.facs.source).name, self.facs.document),
                 TablePart(Path(self.visemes.source).name, self.visemes.document),
             ],
+            files={"expressions": EXPRESSIONS_FILE} if self.real is not None else None,
             packages=("mediapipe", "opencv-python-headless"),
+            version=self.version if self.real is not None else f"{self.version}+facs",
         )
 
     def frame_count(self, duration_s: float) -> int:
@@ -109,10 +133,26 @@ class PreviewRenderer:
         check_render_inputs(portrait, speech)
         n_frames = self.frame_count(speech.duration)
 
-        # 2. Per-portrait work (cached).
-        prepared = self._prepare(portrait)
+        # 2. Per-portrait work (cached) and per-frame tracks.
+        prepared, tracks = self._tracks(portrait, speech, curve, n_frames)
 
-        # 3. Per-frame tracks: emotion -> action units, speech -> mouth, blinks, head.
+        # 3. Frame loop.
+        return self._frames(prepared, *tracks, progress)
+
+    def landmark_track(self, portrait: Portrait, speech: Speech, curve: EmotionCurve) -> np.ndarray:
+        """(frames, 468, 2) px: where `render` puts the face's landmarks in each frame, without drawing it
+        (the naturalness checks read the geometry the warp is given)."""
+        check_render_inputs(portrait, speech)
+        prepared, tracks = self._tracks(portrait, speech, curve, self.frame_count(speech.duration))
+        targets = list(self._targets(prepared, *tracks))
+        return np.stack([t[:N_LANDMARKS] for t in targets]) if targets else np.zeros((0, N_LANDMARKS, 2))
+
+    def _tracks(
+        self, portrait: Portrait, speech: Speech, curve: EmotionCurve, n_frames: int
+    ) -> tuple[_Prepared, _Tracks]:
+        """The portrait's prepared rig, and per frame: emotion -> action units, speech -> mouth, blinks,
+        head."""
+        prepared = self._prepare(portrait)
         rng = np.random.default_rng(self.seed)
         p = self.visemes.mouth
         level = motion.loudness(speech.samples, speech.sample_rate, self.fps, n_frames, p["energy_range_db"])
@@ -122,12 +162,15 @@ class PreviewRenderer:
             )
         else:
             mouth_open, mouth_width = motion.mouth_from_energy(level, self.visemes, self.fps)
-        units = self._action_units(curve, n_frames)
+        mouth_open = mouth_open * np.float32(p["open_scale"])
+        if n_frames:
+            frames = curve.per_frame(self.fps, n_frames)
+            units, fields = self._expression(frames.labels, frames.probs * frames.intensity[:, None])
+        else:
+            units, fields = self._expression(list(curve.labels), np.zeros((0, len(curve.labels))))
         blink = motion.blinks(n_frames, self.fps, rng)
         head = motion.head_motion(n_frames, self.fps, rng, self.head_motion, level)
-
-        # 4. Frame loop.
-        return self._frames(prepared, units, mouth_open, mouth_width, blink, head, progress)
+        return prepared, (units, fields, mouth_open, mouth_width, blink, head)
 
     def expression_still(self, portrait: Portrait, labels: list[str], weights: np.ndarray) -> np.ndarray:
         """The portrait with one expression and nothing else: mouth at rest, eyes open, head still.
@@ -137,21 +180,26 @@ class PreviewRenderer:
         """
         check_portrait(portrait)
         prepared = self._prepare(portrait)
-        table = np.asarray(self.facs.weights(labels), dtype=np.float32)  # (labels, units)
-        units = np.asarray(weights, dtype=np.float32).reshape(1, -1) @ table
+        units, fields = self._expression(labels, np.asarray(weights, dtype=np.float64).reshape(1, -1))
         rest = np.zeros(1, dtype=np.float32)
         still = motion.HeadTrack(yaw=rest, pitch=rest, roll=rest, tx=rest, ty=rest)
-        return next(self._frames(prepared, units, rest, rest, rest, still, None))
+        return next(self._frames(prepared, units, fields, rest, rest, rest, still, None))
+
+    def prepared_rig(self, portrait: Portrait) -> FaceRig:
+        """The portrait's face rig, as `render` builds it (cached)."""
+        return self._prepare(portrait).rig
 
     # -- steps -----------------------------------------------------------------------------------------
 
-    def _action_units(self, curve: EmotionCurve, n_frames: int) -> np.ndarray:
-        """(frames, units) activations: emotion probabilities x intensity x the FACS table's weights."""
-        if n_frames == 0:
-            return np.zeros((0, len(self.facs.units)), dtype=np.float32)
-        frames = curve.per_frame(self.fps, n_frames)
-        weights = np.asarray(self.facs.weights(frames.labels), dtype=np.float32)  # (labels, units)
-        return (frames.probs * frames.intensity[:, None]) @ weights
+    def _expression(self, labels: list[str], weights: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """For per-frame emotion weights (frames, labels) = probability x intensity: the action-unit
+        activations (frames, units), which drive shading, teeth and sclera, and the real-motion landmark
+        moves (frames, 468 * 2) in IOD, or None when the FACS rows move the face themselves."""
+        if self.real is None:
+            table = np.asarray(self.facs.weights(labels), dtype=np.float32)  # (labels, units)
+            return (weights @ table).astype(np.float32), None
+        units = weights @ self.real.unit_weights(labels, list(self.facs.units))
+        return units.astype(np.float32), weights @ self.real.field_stack(labels)
 
     def _prepare(self, portrait: Portrait) -> _Prepared:
         key = self._key(portrait)
@@ -169,7 +217,8 @@ class PreviewRenderer:
             landmarks = landmarks * scale
             depth = None if depth is None else depth * scale
         landmarks = np.clip(landmarks, 1.0, self.size - 2.0)
-        rig = FaceRig(landmarks, depth, self.facs, self.visemes)
+        smile = None if self.real is None else self.real.fields.get("happy")
+        rig = FaceRig(landmarks, depth, self.facs, self.visemes, smile)
         # colours from the portrait's own lips and skin
         mouth = MouthPainter(image, landmarks, self.visemes.mouth)
         eyes = EyeWhitePainter(image, landmarks)
@@ -233,21 +282,21 @@ class PreviewRenderer:
             digest.update(np.ascontiguousarray(portrait.depth, dtype=np.float32).tobytes())
         return digest.hexdigest()
 
-    def _frames(
+    def _targets(
         self,
         prepared: _Prepared,
         units: np.ndarray,
+        fields: np.ndarray | None,
         mouth_open: np.ndarray,
         mouth_width: np.ndarray,
         blink: np.ndarray,
         head: motion.HeadTrack,
-        progress: ProgressFn | None,
     ) -> Iterator[np.ndarray]:
-        n_frames = len(units)
+        """Per frame, the warp's target control points (landmarks first, then the head ring and border)."""
         rig, warp = prepared.rig, prepared.warp
         limit, speech_max = self.visemes.mouth["max_total_open"], self.visemes.mouth["max_open"]
         lo, hi = 1.0, self.size - 2.0
-        for i in range(n_frames):
+        for i in range(len(units)):
             pose = HeadPose(
                 yaw=float(head.yaw[i]),
                 pitch=float(head.pitch[i]),
@@ -257,13 +306,30 @@ class PreviewRenderer:
             )
             # speech moves the jaw on top of a jaw-drop AU: its range is scaled into the room left below a
             # plausible maximum (clipping it there would freeze the mouth and lose the lip sync)
-            au_open = float(units[i] @ rig.unit_open)
+            field = None if fields is None else fields[i].reshape(N_LANDMARKS, 2)
+            au_open = 0.0 if field is not None else float(units[i] @ rig.unit_open)
             opening = float(mouth_open[i]) * min(1.0, max(limit - au_open, 0.0) / speech_max)
-            points = rig.pose(units[i], opening, float(mouth_width[i]), float(blink[i]), pose)
+            points = rig.pose(units[i], opening, float(mouth_width[i]), float(blink[i]), pose, field)
             ring = rig.move_head(prepared.ring, pose, 0.0) if len(prepared.ring) else prepared.ring
             target = np.vstack([np.clip(points, lo, hi), ring.reshape(-1, 2), prepared.border])
-            target = warp.untangle(target, prepared.movable, prepared.exempt)
-            points = target[: len(points)]
+            yield warp.untangle(target, prepared.movable, prepared.exempt)
+
+    def _frames(
+        self,
+        prepared: _Prepared,
+        units: np.ndarray,
+        fields: np.ndarray | None,
+        mouth_open: np.ndarray,
+        mouth_width: np.ndarray,
+        blink: np.ndarray,
+        head: motion.HeadTrack,
+        progress: ProgressFn | None,
+    ) -> Iterator[np.ndarray]:
+        n_frames = len(units)
+        rig, warp = prepared.rig, prepared.warp
+        targets = self._targets(prepared, units, fields, mouth_open, mouth_width, blink, head)
+        for i, target in enumerate(targets):
+            points = target[:N_LANDMARKS]
             boxes = [points[_MOUTH_BOX]] + ([points[box] for box in _EYE_BOXES] if blink[i] > 0.02 else [])
             # map2=None is what remap takes with an (H, W, 2) map1; opencv's stubs leave None out
             frame = cv2.remap(  # type: ignore[call-overload]

@@ -106,7 +106,11 @@ class FaceRig:
         depth: np.ndarray | None,
         facs: FacsTable,
         visemes: VisemeTable,
+        smile: np.ndarray | None = None,
     ) -> None:
+        """`smile`: a real smile's field (468, 2 IOD, the expression table's happy); with one, a smiling
+        portrait is neutralised by taking that smile back out, at most once over, instead of by the FACS
+        neutraliser's bend."""
         self.rest = landmarks.astype(np.float64)
         self.frame = FaceFrame.from_landmarks(self.rest)
         norm = self.frame.normalise(self.rest)
@@ -202,6 +206,8 @@ class FaceRig:
         self.smile = min(max(0.0, lift - spec.max_corner_lift) / spec.smile_lift, 1.5)
         undo = np.array([spec.undo.get(name, 0.0) for name in self.unit_names])
         self.neutral_offset -= (self.smile * undo @ self.unit_basis).reshape(N_LANDMARKS, 2)
+        if smile is not None:
+            self.neutral_offset = self._unsmile(smile, lift - spec.max_corner_lift)
         self.neutral_offset[list(topo.FACE_OVAL)] = 0.0  # the outline stays: moving it steps the jaw line
         self.unit_open = np.array([u.mouth_open for u in facs.units.values()])
         self.unit_width = np.array([u.mouth_width for u in facs.units.values()])
@@ -215,7 +221,16 @@ class FaceRig:
         self.lid_sclera = (sclera[:, None] * self.lid_lift).clip(0.0, None)
         self.blink = facs.blink
 
-        # 6. Depth relative to the head's turning axis (about the face outline), for yaw/pitch parallax.
+        # 6. Per lip line, the projection onto smooth moves (see `_smooth_lips`), from the rest x positions.
+        self._lip_smoothers = []
+        lines = (topo.LIP_OUTER_UPPER, topo.LIP_OUTER_LOWER, topo.LIP_INNER_UPPER, topo.LIP_INNER_LOWER)
+        for line in (*lines, *topo.LIP_UPPER_RINGS, *topo.LIP_LOWER_RINGS):
+            x = norm[list(line), 0]
+            t = (x - x.min()) / max(float(np.ptp(x)), 1e-6)
+            basis = np.stack([1 - t, t, t * (1 - t), t * (1 - t) * (t - 0.5)], axis=1)
+            self._lip_smoothers.append((list(line), basis @ np.linalg.pinv(basis)))
+
+        # 7. Depth relative to the head's turning axis (about the face outline), for yaw/pitch parallax.
         if depth is None or len(depth) != N_LANDMARKS:
             radius = np.linalg.norm((norm - norm[list(topo.FACE_OVAL)].mean(axis=0)) / [1.1, 1.3], axis=1)
             depth_px = -self.frame.iod * 0.9 * np.clip(1 - radius**2, 0, 1)
@@ -239,6 +254,29 @@ class FaceRig:
         moves = (units @ self.unit_basis).reshape(N_LANDMARKS, 2)
         return moves, float(units @ self.unit_open), float(units @ self.unit_width)
 
+    def _unsmile(self, smile: np.ndarray, excess_lift: float) -> np.ndarray:
+        """Moves (468, 2 px) that take a real smile back out of the portrait: as much of it as lifts the
+        corners by `excess_lift` (IOD above a resting mouth), and never more than one whole smile, so the
+        neutral stays a face a person makes (a stronger bend turned broad grins into frowns)."""
+        left, right = topo.MOUTH_CORNERS
+        top, bottom = topo.LIP_INNER_MID
+        corner_rise = float(smile[[top, bottom], 1].mean() - smile[[left, right], 1].mean())  # y down
+        if corner_rise <= 1e-6 or excess_lift <= 0:
+            return np.zeros_like(self.rest)
+        share = min(excess_lift / corner_rise, 1.0)
+        self.smile = share
+        return -share * self.field_moves(smile)
+
+    def field_moves(self, field: np.ndarray) -> np.ndarray:
+        """A real-motion field (468, 2 IOD) as landmark moves (468, 2 px), less its change of the inner-lip
+        gap: the actors were talking, so how far their lips part is speech's (the mouth track's), and
+        the emotion keeps the lips' shape. Left in, a still emotional face shows a slit of teeth, and a
+        field that closes the gap pushes the lips through each other."""
+        top, bottom = topo.LIP_INNER_MID
+        gap = float(field[bottom, 1] - field[top, 1])
+        basis = self.open_basis if gap >= 0 else self.close_basis
+        return np.asarray(self.frame.to_pixels(field) - gap * basis)
+
     def bared_sclera(self, units: np.ndarray) -> np.ndarray:
         """Height (px) of eye white to paint under each upper-lid point: what the sclera-baring AUs raise,
         but never more than the lid's net rise (a lid tightener pulling it down covers the white again)."""
@@ -251,17 +289,45 @@ class FaceRig:
         mouth_width: float,
         blink: float,
         head: HeadPose,
+        field: np.ndarray | None = None,
     ) -> np.ndarray:
-        """Target landmarks (468, 2) px."""
-        moves, extra_open, extra_width = self.expression(units)
+        """Target landmarks (468, 2) px. With a real-motion `field` (468, 2 moves in IOD) the expression's
+        geometry is the field's, and `units` only shade; without one, the action units move the face."""
+        if field is None:
+            moves, extra_open, extra_width = self.expression(units)
+        else:
+            moves, extra_open, extra_width = self.field_moves(field), 0.0, 0.0
         points = self.rest + self.neutral_offset + moves
         # mouth: the inner-lip gap becomes `mouth_open` (+ AU26), whatever the portrait's own gap was
         delta = max(mouth_open + extra_open, 0.004) - self.rest_gap
         points += delta * (self.open_basis if delta >= 0 else self.close_basis)
         points += (mouth_width + extra_width) * self.width_basis
+        points = self._smooth_lips(points)
         if blink > 0:
             self._blink(points, blink)
         return self.move_head(points, head, self.depth)
+
+    def _smooth_lips(self, points: np.ndarray) -> np.ndarray:
+        """Keep every lip contour's shape smooth and the lips from passing through each other.
+
+        Along each lip line, the move from rest is replaced by its best fit of a line plus a bend plus an
+        asymmetric bend (`_lip_smoothers`): the lip may rise, fall, tilt and curve, but not ripple (stacked
+        moves, such as closing a smiling open mouth under a neutraliser, rippled the lower lip). Then an
+        upper inner-lip point below its lower partner meets it halfway: real lips touch, they never cross.
+        """
+        out = points.copy()
+        moves = points - self.rest
+        for index, smoother in self._lip_smoothers:
+            out[index] = self.rest[index] + smoother @ moves[index]
+        ey = self.frame.ey
+        upper, lower = list(topo.LIP_INNER_UPPER[1:-1]), list(topo.LIP_INNER_LOWER[1:-1])
+        overlap = (out[upper] - out[lower]) @ ey  # > 0: the upper lip is below the lower one
+        crossed = overlap > 0
+        if crossed.any():
+            fix = np.outer(overlap[crossed] / 2, ey)
+            out[np.array(upper)[crossed]] -= fix
+            out[np.array(lower)[crossed]] += fix
+        return out
 
     def _blink(self, points: np.ndarray, amount: float) -> None:
         """Close the eyes by `amount` (0..1). The crease above the lid closes nearly as far as the lid:

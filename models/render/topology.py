@@ -43,3 +43,14 @@ FACE_OVAL = (
 )  # fmt: skip
 CHIN = 152
 NOSE_TIP = 1
+
+# Face regions for expression statistics (the naturalness measure, the detector's gain per region).
+FACE_REGIONS: dict[str, tuple[int, ...]] = {
+    "brows": (70, 63, 105, 66, 107, 46, 53, 52, 65, 55, 300, 293, 334, 296, 336, 276, 283, 282, 295, 285),
+    "upper_lids": EYE_R_UPPER[1:-1] + EYE_L_UPPER[1:-1],
+    "lower_lids": EYE_R_LOWER[1:-1] + EYE_L_LOWER[1:-1],
+    "cheeks": (50, 101, 36, 205, 187, 123, 117, 118, 280, 330, 266, 425, 411, 352, 346, 347),
+    "mouth_corners": MOUTH_CORNERS,
+    "lips": LIP_OUTER_UPPER[1:-1] + LIP_OUTER_LOWER[1:-1] + LIP_INNER_UPPER[1:-1] + LIP_INNER_LOWER[1:-1],
+    "jaw": (152, 148, 176, 149, 150, 377, 400, 378, 379, 175, 199, 200),
+}

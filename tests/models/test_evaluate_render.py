@@ -115,6 +115,13 @@ def test_evaluate_render_command_scores_faces_and_skips_the_cat(tmp_path: Path) 
     assert summary["lip_sync"] > 0.5  # mouth opening follows the synthetic syllables
     assert summary["drift_iod_mean"] < 0.05 and summary["bg_ssim_mean"] > 0.8
     assert summary["portraits_skipped"] == ["cat"]
+    # naturalness: every region scored against the real actors' range (the neutral is the reference, so
+    # it is rendered even when not asked for), and the lips checked on every frame
+    assert set(clips["sad"]["range_ratio"]) == {
+        "brows", "upper_lids", "lower_lids", "cheeks", "mouth_corners", "lips", "jaw",
+    }  # fmt: skip
+    assert 0.0 < clips["sad"]["range_ratio_max"] < 1.5
+    assert summary["wavy_lip_frames"] == 0 and summary["crossed_lip_frames"] == 0
     sheet = cv2.imread(report["contact_sheets"][0])
     assert sheet is not None and sheet.shape[1] == 3 * 176
 

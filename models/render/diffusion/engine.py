@@ -5,7 +5,7 @@
 `weights` is a folder in Hallo's `pretrained_models/` layout (models/render/diffusion/weights.py).
 The emotion curve reaches the video two ways:
 - without training: each 16-frame clip's ReferenceNet sees the portrait with the clip's mean expression,
-  applied by the preview rig at `reference_expression` (0.25) of its strength;
+  applied by the preview rig at `reference_expression` (1.0) of its strength;
 - with a trained emotion adapter in the folder: through the gated fusion on the audio tokens as well.
 """
 
@@ -135,8 +135,9 @@ class DiffusionRenderer:
         guidance: float = 3.5,
         device: str = "cpu",
         dtype: str | torch.dtype | None = None,
-        # a quarter of the rig's strength: at a half, sad and fear already bend the lips (contact sheet)
-        reference_expression: float = 0.25,
+        # the whole expression: since preview 2.0 the rig plays real actors' motion, within human range
+        # (1.3.0's hand-tuned rows caricatured at a half, hence the quarter used before)
+        reference_expression: float = 1.0,
     ) -> None:
         if not 64 <= int(size) <= 2048 or int(size) % 64:
             raise InputError(f"size must be a multiple of 64 between 64 and 2048 px, got {size}")

@@ -1,0 +1,183 @@
+"""Expressions from real motion: per emotion, how real actors' landmarks move from their own neutral.
+
+    MEAD tracks -> per actor, the median move of every landmark over the clip (face frame, IOD), at the
+        clip's strong moments (90th percentile along it)
+        -> mirrored and averaged over actors -> prompts/expressions.json
+    the renderer: field x intensity, in the portrait's own face frame (IOD scales it to the person)
+
+Speech moves the mouth in every MEAD clip, the neutral one too, so the median over a clip keeps the
+emotion's lasting offset and not the talking.
+
+The face mesh under-reports expression (its shape prior pulls towards a mean face): a brow warped down by
+0.05 IOD is re-detected as about 0.03. The fields were measured through that detector, so the renderer
+plays them divided by the detector's gain per region (`detector_gain`, measured by warping tuning
+portraits and re-detecting them); re-detected, the render then moves as far as the actors were measured to.
+
+Each played field is also explained in FACS terms: non-negative action-unit activations fitted to it
+(`units`), which drive what geometry cannot show (wrinkle shading, bared teeth and sclera) and say in words
+what the field does.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from scipy.optimize import nnls
+
+from kernel.errors import EngineError
+from models.render.topology import FACE_REGIONS
+
+if TYPE_CHECKING:
+    from models.evaluate.real_faces import LandmarkTrack
+    from models.render.tables import FacsTable, VisemeTable
+
+EXPRESSIONS_FILE = Path(__file__).resolve().parents[2] / "prompts" / "expressions.json"
+N_LANDMARKS = 468
+_AMPLITUDE_CAP = 1.6
+_STRONG_QUANTILE = 0.9  # intensity 1.0: level 3 at its strong moments, not its average
+_UPPER_FACE = ("brows", "upper_lids", "lower_lids", "cheeks")
+# landmarks nearer than this to the mirror image of another (IOD, on the neutral face) are its partner
+_MIRROR_MATCH_IOD = 0.05
+
+
+@dataclass(frozen=True)
+class ExpressionTable:
+    """Per emotion: the displacement field (468, 2) in IOD the renderer plays, and its FACS explanation."""
+
+    fields: dict[str, np.ndarray]
+    units: dict[str, dict[str, float]]  # emotion -> action unit -> fitted activation
+    source: str
+    document: str  # the file's text, for the renderer's identity (cache key)
+
+    @classmethod
+    def from_document(cls, doc: dict[str, Any], text: str = "") -> ExpressionTable:
+        """Played fields = measured fields / the detector's gain of each landmark's region."""
+        neutral = np.asarray(doc["neutral"], dtype=np.float64)
+        gain = landmark_gain(neutral, doc.get("detector_gain", {}))
+        fields = {e: np.asarray(f, dtype=np.float64) / gain[:, None] for e, f in doc["fields"].items()}
+        units = {e: {u: float(a) for u, a in acts.items()} for e, acts in doc.get("units", {}).items()}
+        return cls(fields=fields, units=units, source=str(doc.get("source", "")), document=text)
+
+    def field_stack(self, labels: list[str]) -> np.ndarray:
+        """(labels, 468 * 2): labels the table does not know (a curve label with no field) move nothing."""
+        zero = np.zeros((N_LANDMARKS, 2))
+        return np.stack([self.fields.get(label, zero).reshape(-1) for label in labels])
+
+    def unit_weights(self, labels: list[str], unit_names: list[str]) -> np.ndarray:
+        """(labels, units): the fitted activations, in the order of `unit_names`."""
+        return np.array([[self.units.get(label, {}).get(u, 0.0) for u in unit_names] for label in labels])
+
+
+def landmark_gain(neutral: np.ndarray, region_gain: dict[str, float]) -> np.ndarray:
+    """(468,) each landmark takes the gain of the region of its nearest region landmark (1 where unknown)."""
+    members = [(i, name) for name, idx in FACE_REGIONS.items() for i in idx]
+    index = np.array([i for i, _ in members])
+    d = np.linalg.norm(neutral[:, None] - neutral[index][None], axis=2)
+    nearest = [members[j][1] for j in d.argmin(axis=1)]
+    return np.array([float(region_gain.get(name, 1.0)) for name in nearest])
+
+
+def mirror_pairs(neutral: np.ndarray) -> np.ndarray:
+    """For every landmark, its left-right partner on a frontal neutral face in the face frame (x = 0 is the
+    midline); a landmark on the midline is its own partner."""
+    reflected = neutral * np.array([-1.0, 1.0])
+    d = np.linalg.norm(neutral[:, None] - reflected[None], axis=2)  # (landmark, reflected landmark)
+    partner = d.argmin(axis=0)
+    if float(d[partner, np.arange(len(neutral))].max()) > 4 * _MIRROR_MATCH_IOD:
+        raise EngineError("the neutral face is not frontal enough to pair its left and right landmarks")
+    return np.asarray(partner)
+
+
+def symmetrise(field: np.ndarray, partner: np.ndarray) -> np.ndarray:
+    """The mean of a field and its mirror image: an actor's lopsided expression becomes symmetric."""
+    mirrored = field[partner] * np.array([-1.0, 1.0])
+    return np.asarray((field + mirrored) / 2)
+
+
+def strong_field(track: LandmarkTrack) -> np.ndarray:
+    """A clip's expression at its strong moments: the median move (468, 2), scaled to the 90th percentile
+    of how far each frame's upper face (brows, lids, cheeks: speech moves them least) goes along it."""
+    moves = track.displacement
+    median = np.median(moves, axis=0)
+    upper = sorted({i for name in _UPPER_FACE for i in FACE_REGIONS[name]})
+    norm = float((median[upper] ** 2).sum())
+    if norm < 1e-12:
+        return np.asarray(median)
+    along = (moves[:, upper] * median[upper]).sum(axis=(1, 2)) / norm
+    return np.asarray(median * max(float(np.quantile(along, _STRONG_QUANTILE)), 1.0))
+
+
+def expression_fields(tracks: list[LandmarkTrack]) -> dict[str, Any]:
+    """The expressions.json document from real tracks: fields per emotion, averaged over speakers."""
+
+    speakers = sorted({t.speaker for t in tracks})
+    neutral = np.mean([next(t.neutral for t in tracks if t.speaker == s) for s in speakers], axis=0)
+    partner = mirror_pairs(neutral)
+    fields: dict[str, np.ndarray] = {}
+    for emotion in sorted({t.emotion for t in tracks}):
+        per_speaker = [strong_field(t) for t in tracks if t.emotion == emotion]
+        mean = symmetrise(np.mean(per_speaker, axis=0), partner)
+        # where actors disagree the mean shrinks: restore their typical amplitude along the shared part
+        # (capped, so a near-cancelled mean is not blown up into noise)
+        typical = float(np.mean([np.linalg.norm(f) for f in per_speaker]))
+        fields[emotion] = mean * min(typical / max(float(np.linalg.norm(mean)), 1e-9), _AMPLITUDE_CAP)
+    fields["neutral"] = np.zeros((N_LANDMARKS, 2))  # by definition: the reference itself
+    return {
+        "source": f"MEAD front clips at level 3, speakers {', '.join(speakers)}: median landmark move "
+        "from the speaker's neutral over each clip (3-D aligned), scaled to the clip's 90th percentile "
+        "along it, mirrored, averaged over speakers at their typical amplitude (IOD, face frame)",
+        "landmarks": N_LANDMARKS,
+        "neutral": np.round(neutral, 4).tolist(),
+        "detector_gain": {},
+        "units": {},
+        "fields": {e: np.round(f, 4).tolist() for e, f in fields.items()},
+    }
+
+
+def with_gain(doc: dict[str, Any], region_gain: dict[str, float], how: str) -> dict[str, Any]:
+    """The document with the detector's gain set, and the FACS explanation fitted to the played fields."""
+    from models.render.tables import load_facs, load_visemes
+
+    out = {**doc, "detector_gain": {k: round(v, 3) for k, v in region_gain.items()}, "gain_source": how}
+    table = ExpressionTable.from_document(out)
+    out["units"] = explain(table.fields, np.asarray(doc["neutral"]), load_facs(), load_visemes())
+    return out
+
+
+def explain(
+    fields: dict[str, np.ndarray], neutral: np.ndarray, facs: FacsTable, visemes: VisemeTable
+) -> dict[str, dict[str, float]]:
+    """Non-negative FACS activations that best reproduce each field on the actors' mean neutral face."""
+    from models.render.rig import FaceRig
+
+    iod_px = 100.0
+    rig = FaceRig(neutral * iod_px + 300.0, None, facs, visemes)
+    basis = rig.unit_basis / iod_px  # (units, 936) IOD per activation
+    out = {}
+    for emotion, field in fields.items():
+        played = rig.field_moves(field) / iod_px  # as the rig plays it: the lip gap is speech's
+        activations, _ = nnls(basis.T, played.reshape(-1))
+        out[emotion] = {
+            name: round(float(a), 3) for name, a in zip(rig.unit_names, activations, strict=True) if a >= 0.01
+        }
+    return out
+
+
+@lru_cache(maxsize=4)
+def load_expressions(path: Path = EXPRESSIONS_FILE) -> ExpressionTable:
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+        doc = json.loads(text)
+        fields = {e: np.asarray(f, dtype=np.float64) for e, f in doc["fields"].items()}
+    except (OSError, ValueError, KeyError) as exc:
+        raise EngineError(f"cannot read the expression table {path}: {exc}") from exc
+    bad = [e for e, f in fields.items() if f.shape != (N_LANDMARKS, 2)]
+    if bad:
+        raise EngineError(f"{path}: fields of {bad} are not {N_LANDMARKS} x 2 displacements")
+    units = {e: {u: float(a) for u, a in acts.items()} for e, acts in doc.get("units", {}).items()}
+    return ExpressionTable(fields=fields, units=units, source=str(doc.get("source", "")), document=text)
