@@ -28,6 +28,7 @@ from kernel.settings import (
     EfpEngineName,
     PlannerName,
     RendererName,
+    SpeechFormat,
     TtsEngineName,
     get_settings,
 )
@@ -119,6 +120,17 @@ def narrate(
             "--allow-non-human",
             help="Animate a face that does not look human (an animal, a mask) instead of refusing it.",
         ),
+    ] = None,
+    speech_loudness: Annotated[
+        float | None,
+        typer.Option(
+            "--speech-loudness",
+            help="Loudness of the published speech and video in LUFS, -40 to -9 (default -16; true peak "
+            "stays at or under -1 dBTP).",
+        ),
+    ] = None,
+    speech_format: Annotated[
+        str | None, typer.Option("--speech-format", help=f"Published speech file: {_choices(SpeechFormat)}.")
     ] = None,
     weights: Annotated[
         str | None, typer.Option(help="Diffusion renderer weights (directory or hub id).")
@@ -293,7 +305,14 @@ def _step_rows(record: Any) -> list[dict[str, Any]]:
             "error": s.error,
             "inputs": {n: a.sha256 for n, a in s.inputs.items()},
             "artifacts": [
-                {"name": n, "kind": a.kind, "media_type": a.media_type, "sha256": a.sha256, "uri": a.uri}
+                {
+                    "name": n,
+                    "kind": a.kind,
+                    "media_type": a.media_type,
+                    "sha256": a.sha256,
+                    "uri": a.uri,
+                    "metadata": dict(a.metadata),
+                }
                 for n, a in s.outputs.items()
             ],
         }
@@ -376,7 +395,10 @@ def show(
         console.print(Text(record.error, style="red"))
     table = Table("stage", "status", "engine", "cache key", "covers", "seconds", "artifacts")
     for step in steps:
-        artifacts = "\n".join(f"{a['name']} {a['sha256'][:12]} {a['media_type']}" for a in step["artifacts"])
+        artifacts = "\n".join(
+            f"{a['name']} {a['sha256'][:12]} {a['media_type']}{_loudness_line(a['metadata'])}"
+            for a in step["artifacts"]
+        )
         covers = "\n".join(f"{name} {digest[:8]}" for name, digest in step["engine_digests"].items())
         status = "cached" if step["cache_hit"] else step["status"]
         seconds = f"{step['seconds']:.2f}" if step["seconds"] is not None else ""
@@ -385,6 +407,23 @@ def show(
     console.print(table)
     if plan is not None:
         _print_plan(plan, record.job.description)
+
+
+def _loudness_line(metadata: dict[str, Any]) -> str:
+    """The delivery speech's measured loudness, as a second line under its artifact ("" for others)."""
+    loudness = metadata.get("loudness")
+    if not isinstance(loudness, dict):
+        return ""
+
+    def db(key: str, unit: str) -> str:
+        value = loudness.get(key)
+        return f"{value:.1f} {unit}" if isinstance(value, int | float) else "n/a"
+
+    return (
+        f"\n  {db('input_integrated_lufs', 'LUFS')} -> {db('output_integrated_lufs', 'LUFS')} "
+        f"(target {db('target_lufs', 'LUFS')}), true peak {db('output_true_peak_db', 'dBTP')}, "
+        f"LRA {db('output_range_lu', 'LU')}, {loudness.get('normalization')}"
+    )
 
 
 def _print_plan(report: dict[str, Any], description: str) -> None:

@@ -12,11 +12,14 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from kernel.errors import InputError
 from kernel.settings import (
+    MAX_SPEECH_LOUDNESS,
+    MIN_SPEECH_LOUDNESS,
     AlignerName,
     EfpEngineName,
     PlannerName,
     RendererName,
     Settings,
+    SpeechFormat,
     TtsEngineName,
 )
 
@@ -85,6 +88,10 @@ class JobOptions(BaseModel):
     # defaults, so options stored before these fields existed read back as they ran
     frame: str = FRAME_CROP
     allow_non_human: bool = False
+    # older jobs published raw speech; they read back with today's delivery defaults, and their publish
+    # step recomputes anyway (the publisher's version and code changed with normalisation)
+    speech_loudness: float = -16.0
+    speech_format: SpeechFormat = "wav"
 
 
 class JobSpec(BaseModel):
@@ -131,6 +138,16 @@ class JobSpec(BaseModel):
     )
     allow_non_human: bool = Field(
         default=False, description="animate a face that does not look human (an animal, a mask) anyway"
+    )
+    speech_loudness: float | None = Field(
+        default=None,
+        ge=MIN_SPEECH_LOUDNESS,
+        le=MAX_SPEECH_LOUDNESS,
+        description="integrated loudness of the published speech and video, in LUFS (default -16; "
+        "true peak stays at or under -1 dBTP)",
+    )
+    speech_format: SpeechFormat | None = Field(
+        default=None, description="published speech file: wav (default), mp3 or m4a"
     )
 
     @field_validator("frame")
@@ -192,6 +209,8 @@ class JobSpec(BaseModel):
             output_dir=str(Path(output_dir).expanduser().resolve()),
             frame=self.frame,
             allow_non_human=self.allow_non_human,
+            speech_loudness=pick("speech_loudness"),
+            speech_format=pick("speech_format"),
         )
 
     def speech_seconds_estimate(self) -> float:

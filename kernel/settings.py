@@ -15,6 +15,10 @@ TtsEngineName: TypeAlias = Literal["piper", "espeak"]
 AlignerName: TypeAlias = Literal["engine", "dtw"]
 EfpEngineName: TypeAlias = Literal["embedded", "learned"]
 RendererName: TypeAlias = Literal["preview", "diffusion"]
+# how the published speech is encoded (models/publish/audio.py)
+SpeechFormat: TypeAlias = Literal["wav", "mp3", "m4a"]
+# the published speech's integrated loudness target, LUFS: from quiet broadcast (-40) to loud streaming (-9)
+MIN_SPEECH_LOUDNESS, MAX_SPEECH_LOUDNESS = -40.0, -9.0
 
 
 class Settings(BaseSettings):
@@ -57,6 +61,14 @@ class Settings(BaseSettings):
     fps: int = Field(default=25, ge=1, le=60)
     size: int = Field(default=512, ge=64, le=2048)
     seed: int = 0
+    speech_loudness: float = Field(
+        default=-16.0,
+        ge=MIN_SPEECH_LOUDNESS,
+        le=MAX_SPEECH_LOUDNESS,
+        description="Integrated loudness (LUFS) the published speech and video are normalised to; "
+        "true peak stays at or under -1 dBTP",
+    )
+    speech_format: SpeechFormat = Field(default="wav", description="Published speech file: wav, mp3 or m4a")
     task_retries: int = Field(default=2, ge=0, le=10)
     host_name: str | None = Field(
         default=None, description="This machine's name in job leases and the audit trail (default: hostname)"

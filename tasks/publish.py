@@ -1,4 +1,11 @@
-"""Stage 6, publish: MP4 with speech, curve plot, captions; exported to the job's output folder."""
+"""Stage 6, publish: MP4 with speech, the delivery speech, curve plot, captions; exported to the job's
+output folder.
+
+Loudness normalisation and the speech format belong here, not in speak: they are delivery choices. The
+raw `speech` artifact that the aligner, the EFP and the renderer read stays as the engine spoke it, so
+changing the loudness target or the format re-runs only this stage, and the word timings (measured on
+the raw speech) still hold: normalisation is a gain, it never moves audio in time.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +17,7 @@ from prefect.artifacts import create_markdown_artifact
 from kernel.paths import ensure_writable_dir
 from kernel.settings import get_settings
 from models.publish import Publisher
+from models.publish.audio import deliver_speech
 from models.publish.captions import webvtt
 from models.publish.plot import curve_png
 from models.publish.video import mux
@@ -44,12 +52,34 @@ def publish(
 
     def compute(workdir: Path, _progress: ProgressFn) -> list[NewArtifact]:
         loaded_curve = load_curve(store, curve)
+        delivered = deliver_speech(
+            store.blob_path(speech.sha256),
+            workdir,
+            target_lufs=job.options.speech_loudness,
+            speech_format=job.options.speech_format,
+        )
         video = workdir / "video.mp4"
-        mux(store.blob_path(frames.sha256), store.blob_path(speech.sha256), video)
+        mux(store.blob_path(frames.sha256), delivered.wav, video)  # AAC from the WAV: one lossy step
         plot = curve_png(loaded_curve, load_vocabulary(), title=f"{job.name}: word-level emotion curve")
+        loudness = delivered.loudness.to_metadata()
+        speech_metadata = {
+            "seconds": delivered.seconds,
+            "sample_rate": delivered.sample_rate,
+            "format": job.options.speech_format,
+            "loudness": loudness,
+        }
+        video_metadata = {
+            "seconds": speech.metadata["seconds"],
+            "loudness_lufs": loudness["output_integrated_lufs"],
+        }
         return [
+            NewArtifact("video", "video", "video/mp4", path=video, metadata=video_metadata),
             NewArtifact(
-                "video", "video", "video/mp4", path=video, metadata={"seconds": speech.metadata["seconds"]}
+                "delivery_speech",
+                "delivery-speech",
+                delivered.media_type,
+                path=delivered.path,
+                metadata=speech_metadata,
             ),
             NewArtifact("curve_plot", "curve-plot", "image/png", data=plot),
             NewArtifact("captions", "captions", "text/vtt", data=webvtt(loaded_curve).encode("utf-8")),
@@ -60,13 +90,13 @@ def publish(
         PUBLISH,
         run_id=run_id,
         engine=publisher,
-        params={"title": job.name},  # the curve plot's title shows the job name
+        params=PUBLISH.parameters(job.options, title=job.name),  # the curve plot's title shows the job name
         inputs={"frames": frames, "speech": speech, "curve": curve},
         compute=compute,
     )
     exports = {
         "video.mp4": published.video,
-        "speech.wav": speech,
+        f"speech.{job.options.speech_format}": published.delivery_speech,
         "plan.json": plan,
         "curve.json": curve,
         "curve.png": published.curve_plot,

@@ -53,7 +53,8 @@ class Rendered:
 
 @dataclass(frozen=True)
 class Published:
-    video: ArtifactRef  # MP4 with speech
+    video: ArtifactRef  # MP4 with the delivery speech as AAC
+    delivery_speech: ArtifactRef  # loudness-normalised speech in the job's speech_format (raw: speech)
     curve_plot: ArtifactRef
     captions: ArtifactRef
 
@@ -69,4 +70,9 @@ RENDER = Stage(
     outputs=Rendered,
     params=("size", "fps", "seed", "face_index", "frame"),
 )
-PUBLISH = Stage("publish", inputs=("frames", "speech", "curve"), outputs=Published)
+PUBLISH = Stage(
+    "publish",
+    inputs=("frames", "speech", "curve"),
+    outputs=Published,
+    params=("speech_loudness", "speech_format"),
+)

@@ -4,6 +4,8 @@
 engines' working copies), which is fine for a paragraph but not for a 10-minute script. Here each
 sentence is its own small plan, spoken by the engine's ordinary in-memory path, appended to an
 open WAV file and dropped; only the timings (a few hundred bytes per word) grow with the script.
+Sentences are joined with pydub (`joins`): each crossfades into the pause that follows it, which
+leaves the timeline, and so every timing, exactly as the sample counts say.
 The file is written under a temporary name and renamed when complete, so a failure never leaves a
 truncated WAV where the caller expects a finished one.
 
@@ -17,10 +19,8 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
-import numpy as np
-
 from kernel.errors import EngineError, InputError
-from models.tts import common, normalize
+from models.tts import common, joins, normalize
 from models.types import EmotionPlan, PhonemeTiming, PlannedWord, ProgressFn, Speech, Timings, WordTiming
 from models.vocabulary import Vocabulary
 
@@ -116,10 +116,17 @@ def synthesize_to(
             last = sentence.stop - 1
             if last + 1 < len(spoken.words) and segment_ids[last] != segment_ids[last + 1]:
                 gap += prosody[last].pause_ms / 1000.0
-            handle.write(speech.samples)
-            handle.write(np.zeros(round(gap * sample_rate), dtype=np.float32))
-            written += len(speech.samples) + round(gap * sample_rate)
-            del speech  # the point of streaming: nothing of this sentence's audio outlives the loop
+            # the sentence crossfades into its pause and out of the previous one; lengths are unchanged
+            chunk = joins.sentence_chunk(
+                speech.samples,
+                sample_rate,
+                fade_in=number > 0,
+                fade_out=number + 1 < len(sentences),
+                pause_samples=round(gap * sample_rate),
+            )
+            handle.write(chunk)
+            written += len(chunk)
+            del speech, chunk  # the point of streaming: no sentence's audio outlives the loop
             if progress:
                 progress(number + 1, len(sentences))
         assert handle is not None  # check_plan guarantees at least one sentence
