@@ -59,6 +59,7 @@ class _Prepared:
 
 
 EXPRESSION_SOURCES = ("real", "facs")
+_FACS_READ = {"real": ("version", "action_units", "blink", "neutralise"), "facs": ("",)}
 # per frame: action units, real-motion fields (or None), mouth opening, mouth width, blink, head
 _Tracks = tuple[np.ndarray, np.ndarray | None, np.ndarray, np.ndarray, np.ndarray, motion.HeadTrack]
 
@@ -105,12 +106,14 @@ class PreviewRenderer:
         self._lock = threading.Lock()
 
     def identity(self) -> EngineIdentity:
-        """Both tables in full (every row moves the face), the real-motion fields, the rig's code and the
-        landmark model."""
+        """The tables as far as they move the face, the real-motion fields, the rig's code and the landmark
+        model."""
         return describe(
             self,
             tables=[
-                TablePart(Path(self.facs.source).name, self.facs.document),
+                # with real motion the FACS emotion rows are not read: only the units (shading, teeth,
+                # sclera), the blink and the neutraliser's resting-mouth limit
+                TablePart(Path(self.facs.source).name, self.facs.document, _FACS_READ[self.expressions]),
                 TablePart(Path(self.visemes.source).name, self.visemes.document),
             ],
             files={"expressions": EXPRESSIONS_FILE} if self.real is not None else None,

@@ -18,6 +18,9 @@ from models.render import topology as topo
 from models.render.tables import FacsTable, VisemeTable
 
 N_LANDMARKS = 468
+# a portrait's smile is taken out as this many real smiles at most: its own grin may be broader than the
+# actors' (the astronaut's is 1.8 of theirs), but at 2 the warp folded hallo_3's upper lip into the nose
+_UNSMILE_MAX = 1.5
 
 
 @dataclass(frozen=True)
@@ -256,16 +259,20 @@ class FaceRig:
 
     def _unsmile(self, smile: np.ndarray, excess_lift: float) -> np.ndarray:
         """Moves (468, 2 px) that take a real smile back out of the portrait: as much of it as lifts the
-        corners by `excess_lift` (IOD above a resting mouth), and never more than one whole smile, so the
-        neutral stays a face a person makes (a stronger bend turned broad grins into frowns)."""
+        corners by `excess_lift` (IOD above a resting mouth), and never more than _UNSMILE_MAX smiles, so
+        the neutral stays a face a person makes (1.3.0's stronger bend turned broad grins into frowns)."""
         left, right = topo.MOUTH_CORNERS
-        top, bottom = topo.LIP_INNER_MID
-        corner_rise = float(smile[[top, bottom], 1].mean() - smile[[left, right], 1].mean())  # y down
+        top = topo.LIP_INNER_MID[0]
+        played = self.field_moves(smile)
+        # how far one smile, as the rig plays it on this face, raises the corners above the upper lip's
+        # middle (where the closed lips meet), in IOD; y points down
+        down = played @ self.frame.ey / self.frame.iod
+        corner_rise = float(down[top] - down[[left, right]].mean())
         if corner_rise <= 1e-6 or excess_lift <= 0:
             return np.zeros_like(self.rest)
-        share = min(excess_lift / corner_rise, 1.0)
+        share = min(excess_lift / corner_rise, _UNSMILE_MAX)
         self.smile = share
-        return -share * self.field_moves(smile)
+        return -share * played
 
     def field_moves(self, field: np.ndarray) -> np.ndarray:
         """A real-motion field (468, 2 IOD) as landmark moves (468, 2 px), less its change of the inner-lip

@@ -68,15 +68,22 @@ def test_edits_recompute_exactly_the_stages_that_read_them(prefect_api: str, tmp
     tree = Tree(tmp_path, prefect_api)
     assert tree.narrate() == computed(*STAGES)
 
-    # one number of the angry row of the FACS table: only the face changes
+    # the depth of the brow furrow that angry's fitted AU4 shades: only the face changes
+    furrow = "[[9, -0.06, -0.04], [8, -0.045, 0.03]], depth: 0.16"
+    deeper = furrow.replace("depth: 0.16", "depth: 0.3")
+    tree.edit("prompts/facs.yaml", furrow, deeper)
+    assert tree.narrate() == computed("render", "publish")
+
+    # the FACS emotion rows are not read by real-motion expressions: editing one recomputes nothing
     row = re.search(r"^  angry: \{[^}]*\}", (tree.src / "prompts/facs.yaml").read_text(), re.M)
     assert row, "facs.yaml has an angry row"
     changed = re.sub(r"(\d\.\d+)", lambda m: f"{float(m.group(1)) + 0.1:.2f}", row.group(0), count=1)
     tree.edit("prompts/facs.yaml", row.group(0), changed)
-    assert tree.narrate() == computed("render", "publish")
+    assert tree.narrate() == computed()
 
-    # put it back, and add a comment to another table: every step is a cache hit
+    # put both back, and add a comment to another table: every step is a cache hit
     tree.edit("prompts/facs.yaml", changed, row.group(0))
+    tree.edit("prompts/facs.yaml", deeper, furrow)
     tree.edit("prompts/emotions.yaml", "emotions:\n", "emotions:  # edited by hand\n")
     assert tree.narrate() == computed()
 
