@@ -109,7 +109,7 @@ def test_renders_the_right_number_of_rgb_frames(energy_frames: list[np.ndarray],
 def test_mouth_opens_with_loudness_and_closes_in_silence(energy_frames: list[np.ndarray]) -> None:
     loud = [lip_gap(energy_frames[i]) for i in LOUD_FRAMES]
     silent = [lip_gap(energy_frames[i]) for i in SILENT_FRAMES]
-    # speech opens the mouth about as far as MEAD's talkers do (visemes.yaml open_scale), so the gap is
+    # speech opens the mouth a little less than 1.3.0 did (visemes.yaml open_scale), so the gap is
     # a few hundredths of an inter-ocular distance, not a shout
     assert min(loud) > max(silent) + 0.03, (loud, silent)
 
