@@ -373,13 +373,14 @@ def test_lips_stay_smooth_and_apart_whatever_the_field_asks(portrait: Portrait) 
     assert check.wavy_frames == 0 and check.crossed_frames == 0, check
 
 
-def test_a_smiling_portrait_loses_at_most_one_real_smile(portrait: Portrait) -> None:
-    """The astronaut smiles: with the real happy field the neutraliser takes out a share of one smile, so
-    the neutral face stays one a person makes."""
+def test_a_smiling_portrait_loses_at_most_one_and_a_half_real_smiles(portrait: Portrait) -> None:
+    """The astronaut grins (about 1.8 of the actors' smile): with the real happy field the neutraliser
+    takes out at most 1.5 smiles as the rig plays them on this face, so the neutral stays a face a person
+    makes (2 folded another portrait's upper lip into the nose)."""
     facs, visemes = load_facs(), load_visemes()
     smile = load_expressions().fields["happy"]
     rig = FaceRig(portrait.landmarks, None, facs, visemes, smile)
     whole_smile = np.linalg.norm(rig.field_moves(smile), axis=1)
     offset = np.linalg.norm(rig.neutral_offset, axis=1)
-    assert 0.0 < rig.smile <= 1.0
-    assert offset.max() <= whole_smile.max() + 1e-9
+    assert 1.0 < rig.smile <= 1.5
+    assert offset.max() <= 1.5 * whole_smile.max() + 1e-9
