@@ -20,6 +20,7 @@ from __future__ import annotations
 import ast
 import hashlib
 import importlib.util
+import threading
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -278,8 +279,15 @@ def _is_docstring(statement: ast.stmt) -> bool:
     )
 
 
+# CPython 3.11's parser is not safe from two threads at once: a batch's stage threads digesting engine
+# sources together failed with "SystemError: AST constructor recursion depth mismatch"
+_PARSE_LOCK = threading.Lock()
+
+
 def _parse(path: str) -> ast.Module:
     try:
-        return ast.parse(Path(path).read_text(encoding="utf-8"), filename=path)
+        text = Path(path).read_text(encoding="utf-8")
+        with _PARSE_LOCK:
+            return ast.parse(text, filename=path)
     except (OSError, SyntaxError) as exc:
         raise EngineError(f"cannot read engine source {path}: {exc}") from exc
