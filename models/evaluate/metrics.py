@@ -49,16 +49,19 @@ def correlation(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.corrcoef(a[ok], b[ok])[0, 1])
 
 
-def _similarity_align(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
-    """`src` moved onto `dst` by the least-squares rotation + uniform scale + translation (Umeyama)."""
+def similarity_align(points: np.ndarray, reference: np.ndarray) -> np.ndarray:
+    """`points` (468, d) moved onto `reference` by the least-squares rotation + uniform scale + translation
+    (Umeyama) that best matches the stable landmarks: head motion goes, expression and shape stay. In 3-D
+    (with the mesh's depth) a nod is removed too, which a 2-D fit leaves as a shift of the lower face."""
+    idx = list(STABLE_POINTS)
+    src, dst = points[idx], reference[idx]
     mu_s, mu_d = src.mean(axis=0), dst.mean(axis=0)
-    s, d = src - mu_s, dst - mu_d
-    u, sig, vt = np.linalg.svd(d.T @ s)
-    sign = np.sign(np.linalg.det(u @ vt))
-    fix = np.diag([1.0, sign])
+    u, sig, vt = np.linalg.svd((dst - mu_d).T @ (src - mu_s))
+    fix = np.eye(points.shape[1])
+    fix[-1, -1] = np.sign(np.linalg.det(u @ vt))
     rot = u @ fix @ vt
-    scale = float((sig * np.diag(fix)).sum() / max((s**2).sum(), 1e-12))
-    return (scale * s) @ rot.T + mu_d
+    scale = float((sig * np.diag(fix)).sum() / max(((src - mu_s) ** 2).sum(), 1e-12))
+    return np.asarray(scale * (points - mu_s) @ rot.T + mu_d)
 
 
 def landmark_drift(points: np.ndarray, reference: np.ndarray, rigid: bool = True) -> float:
@@ -68,13 +71,11 @@ def landmark_drift(points: np.ndarray, reference: np.ndarray, rigid: bool = True
     left is a change of face shape, i.e. of identity.
     """
     idx = list(STABLE_POINTS)
-    ref = np.asarray(reference, dtype=np.float64)[idx]
-    pts = np.asarray(points, dtype=np.float64)[idx]
+    reference = np.asarray(reference, dtype=np.float64)
+    points = np.asarray(points, dtype=np.float64)
     if rigid:
-        pts = _similarity_align(pts, ref)
-    return float(np.linalg.norm(pts - ref, axis=1).mean()) / inter_ocular(
-        np.asarray(reference, dtype=np.float64)
-    )
+        points = similarity_align(points, reference)
+    return float(np.linalg.norm(points[idx] - reference[idx], axis=1).mean()) / inter_ocular(reference)
 
 
 def background_mask(landmarks: np.ndarray, size: int, margin_iod: float = 0.9) -> np.ndarray:

@@ -18,7 +18,7 @@ import numpy as np
 
 from kernel.errors import InputError
 from models.evaluate.judge import MEAD_MAP
-from models.evaluate.metrics import STABLE_POINTS
+from models.evaluate.metrics import similarity_align
 from models.render.rig import FaceFrame
 from models.vision.face import meshes
 
@@ -46,27 +46,12 @@ def detect_mesh(image: np.ndarray) -> np.ndarray | None:
     return np.concatenate([found[0][0], found[0][1][:, None]], axis=1).astype(np.float64) if found else None
 
 
-def align(points: np.ndarray, reference: np.ndarray) -> np.ndarray:
-    """`points` (468, d) moved onto `reference` by the similarity that best matches the stable landmarks
-    (nose, eye corners, upper outline): head motion goes, expression stays. In 3-D (with the mesh's
-    depth) a nod is removed too, which a 2-D fit would leave as a shift of the lower face."""
-    idx = list(STABLE_POINTS)
-    src, dst = points[idx], reference[idx]
-    mu_s, mu_d = src.mean(axis=0), dst.mean(axis=0)
-    u, sig, vt = np.linalg.svd((dst - mu_d).T @ (src - mu_s))
-    fix = np.eye(points.shape[1])
-    fix[-1, -1] = np.sign(np.linalg.det(u @ vt))
-    rot = u @ fix @ vt
-    scale = float((sig * np.diag(fix)).sum() / max(((src - mu_s) ** 2).sum(), 1e-12))
-    return np.asarray(scale * (points - mu_s) @ rot.T + mu_d)
-
-
 def neutral_reference(frames: np.ndarray) -> np.ndarray:
     """The per-landmark median of meshes (frames, 468, 3), each aligned to a first median: the person's
     resting face (speech moves the mouth either way, and the median keeps the mid position)."""
     reference = np.median(frames, axis=0)
     for _ in range(2):
-        reference = np.median(np.stack([align(f, reference) for f in frames]), axis=0)
+        reference = np.median(np.stack([similarity_align(f, reference) for f in frames]), axis=0)
     return np.asarray(reference)
 
 
@@ -74,7 +59,7 @@ def face_frame_track(frames: np.ndarray, neutral: np.ndarray) -> tuple[np.ndarra
     """Meshes (frames, 468, 3) aligned to the neutral mesh (468, 3), then both in the neutral's face frame
     (x, y in IOD): (track (frames, 468, 2), neutral (468, 2))."""
     frame = FaceFrame.from_landmarks(neutral[:, :2])
-    aligned = [frame.normalise(align(f, neutral)[:, :2]) for f in frames]
+    aligned = [frame.normalise(similarity_align(f, neutral)[:, :2]) for f in frames]
     track = np.stack(aligned) if aligned else np.zeros((0, len(neutral), 2))
     return track, frame.normalise(neutral[:, :2])
 

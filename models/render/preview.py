@@ -60,8 +60,18 @@ class _Prepared:
 
 EXPRESSION_SOURCES = ("real", "facs")
 _FACS_READ = {"real": ("version", "action_units", "blink", "neutralise"), "facs": ("",)}
-# per frame: action units, real-motion fields (or None), mouth opening, mouth width, blink, head
-_Tracks = tuple[np.ndarray, np.ndarray | None, np.ndarray, np.ndarray, np.ndarray, motion.HeadTrack]
+
+
+@dataclass
+class _Tracks:
+    """What drives each frame."""
+
+    units: np.ndarray  # (frames, units) action-unit activations (shading, teeth, sclera; FACS geometry)
+    fields: np.ndarray | None  # (frames, 468 * 2) real-motion moves in IOD, None with the FACS rows
+    mouth_open: np.ndarray  # (frames,) inner-lip gap from speech, IOD
+    mouth_width: np.ndarray  # (frames,)
+    blink: np.ndarray  # (frames,) 0..1
+    head: motion.HeadTrack
 
 
 class PreviewRenderer:
@@ -140,14 +150,14 @@ class PreviewRenderer:
         prepared, tracks = self._tracks(portrait, speech, curve, n_frames)
 
         # 3. Frame loop.
-        return self._frames(prepared, *tracks, progress)
+        return self._frames(prepared, tracks, progress)
 
     def landmark_track(self, portrait: Portrait, speech: Speech, curve: EmotionCurve) -> np.ndarray:
         """(frames, 468, 2) px: where `render` puts the face's landmarks in each frame, without drawing it
         (the naturalness checks read the geometry the warp is given)."""
         check_render_inputs(portrait, speech)
         prepared, tracks = self._tracks(portrait, speech, curve, self.frame_count(speech.duration))
-        targets = list(self._targets(prepared, *tracks))
+        targets = list(self._targets(prepared, tracks))
         return np.stack([t[:N_LANDMARKS] for t in targets]) if targets else np.zeros((0, N_LANDMARKS, 2))
 
     def _tracks(
@@ -173,7 +183,7 @@ class PreviewRenderer:
             units, fields = self._expression(list(curve.labels), np.zeros((0, len(curve.labels))))
         blink = motion.blinks(n_frames, self.fps, rng)
         head = motion.head_motion(n_frames, self.fps, rng, self.head_motion, level)
-        return prepared, (units, fields, mouth_open, mouth_width, blink, head)
+        return prepared, _Tracks(units, fields, mouth_open, mouth_width, blink, head)
 
     def expression_still(self, portrait: Portrait, labels: list[str], weights: np.ndarray) -> np.ndarray:
         """The portrait with one expression and nothing else: mouth at rest, eyes open, head still.
@@ -186,7 +196,7 @@ class PreviewRenderer:
         units, fields = self._expression(labels, np.asarray(weights, dtype=np.float64).reshape(1, -1))
         rest = np.zeros(1, dtype=np.float32)
         still = motion.HeadTrack(yaw=rest, pitch=rest, roll=rest, tx=rest, ty=rest)
-        return next(self._frames(prepared, units, fields, rest, rest, rest, still, None))
+        return next(self._frames(prepared, _Tracks(units, fields, rest, rest, rest, still), None))
 
     def prepared_rig(self, portrait: Portrait) -> FaceRig:
         """The portrait's face rig, as `render` builds it (cached)."""
@@ -285,18 +295,11 @@ class PreviewRenderer:
             digest.update(np.ascontiguousarray(portrait.depth, dtype=np.float32).tobytes())
         return digest.hexdigest()
 
-    def _targets(
-        self,
-        prepared: _Prepared,
-        units: np.ndarray,
-        fields: np.ndarray | None,
-        mouth_open: np.ndarray,
-        mouth_width: np.ndarray,
-        blink: np.ndarray,
-        head: motion.HeadTrack,
-    ) -> Iterator[np.ndarray]:
+    def _targets(self, prepared: _Prepared, tracks: _Tracks) -> Iterator[np.ndarray]:
         """Per frame, the warp's target control points (landmarks first, then the head ring and border)."""
         rig, warp = prepared.rig, prepared.warp
+        units, fields, head = tracks.units, tracks.fields, tracks.head
+        mouth_open, mouth_width, blink = tracks.mouth_open, tracks.mouth_width, tracks.blink
         limit, speech_max = self.visemes.mouth["max_total_open"], self.visemes.mouth["max_open"]
         lo, hi = 1.0, self.size - 2.0
         for i in range(len(units)):
@@ -318,19 +321,12 @@ class PreviewRenderer:
             yield warp.untangle(target, prepared.movable, prepared.exempt)
 
     def _frames(
-        self,
-        prepared: _Prepared,
-        units: np.ndarray,
-        fields: np.ndarray | None,
-        mouth_open: np.ndarray,
-        mouth_width: np.ndarray,
-        blink: np.ndarray,
-        head: motion.HeadTrack,
-        progress: ProgressFn | None,
+        self, prepared: _Prepared, tracks: _Tracks, progress: ProgressFn | None
     ) -> Iterator[np.ndarray]:
+        units, blink = tracks.units, tracks.blink
         n_frames = len(units)
         rig, warp = prepared.rig, prepared.warp
-        targets = self._targets(prepared, units, fields, mouth_open, mouth_width, blink, head)
+        targets = self._targets(prepared, tracks)
         for i, target in enumerate(targets):
             points = target[:N_LANDMARKS]
             boxes = [points[_MOUTH_BOX]] + ([points[box] for box in _EYE_BOXES] if blink[i] > 0.02 else [])

@@ -10,7 +10,8 @@ import pytest
 
 from kernel.errors import EngineError
 from models.evaluate import naturalness
-from models.evaluate.real_faces import align, face_frame_track, neutral_reference
+from models.evaluate.metrics import similarity_align as align
+from models.evaluate.real_faces import face_frame_track, neutral_reference
 from models.render import topology as topo
 from models.render.expressions import (
     ExpressionTable,
