@@ -11,7 +11,8 @@ engine also declares what it reads, and the identity carries a digest of each:
   TASK_SOURCE cache policy, which hashes a task's source);
 - `packages`: the installed versions of the libraries that compute the output (onnxruntime, mediapipe).
 
-File digests are memoised per size and modification time, so a process pays for each file once. A
+File digests are memoised per size and modification time, so a process pays for each file once; what
+parsing a source file finds is also kept on disk by the file's content hash (`SourceFactsCache`). A
 process keeps the tables and code it loaded: restart a long-running server to pick up edits.
 """
 
@@ -20,8 +21,12 @@ from __future__ import annotations
 import ast
 import hashlib
 import importlib.util
+import json
+import os
+import sys
+import tempfile
 import threading
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from importlib import metadata, resources
@@ -182,7 +187,9 @@ def source_digest(*roots: str) -> str:
 def fresh_source_digest(*roots: str) -> str:
     """The same digest, read from disk now."""
     closure = module_closure(roots)
-    return canonical_digest({name: _module_digest(*_stamp(Path(path))) for name, path in closure.items()})
+    digest = canonical_digest({name: _source_facts(Path(path)).digest for name, path in closure.items()})
+    _FACTS.save()
+    return digest
 
 
 def module_closure(roots: Iterable[str]) -> dict[str, str]:
@@ -198,7 +205,7 @@ def module_closure(roots: Iterable[str]) -> dict[str, str]:
             continue
         found[name] = origin
         pending += _parents(name)
-        pending += _imports(*_stamp(Path(origin)), name)
+        pending += _imports(_source_facts(Path(origin)), origin, name)
     return dict(sorted(found.items()))
 
 
@@ -233,21 +240,19 @@ def _first_party(name: str) -> bool:
     return any(name == package or name.startswith(f"{package}.") for package in FIRST_PARTY)
 
 
-@lru_cache(maxsize=1024)
-def _imports(path: str, _size: int, _mtime_ns: int, module: str) -> tuple[str, ...]:
+def _imports(facts: SourceFacts, path: str, module: str) -> list[str]:
     """First-party modules imported anywhere in one file (function-level imports too)."""
-    is_package = path.endswith("__init__.py")
-    package = module if is_package else module.rpartition(".")[0]
+    package = module if path.endswith("__init__.py") else module.rpartition(".")[0]
     names: list[str] = []
-    for node in ast.walk(_parse(path)):
-        if isinstance(node, ast.Import):
-            names += [alias.name for alias in node.names]
-        elif isinstance(node, ast.ImportFrom):
-            base = _absolute(node.module, node.level, package)
-            names.append(base)
-            # `from models.render import tables` imports a module; `from models.types import Speech` not
-            names += [f"{base}.{alias.name}" for alias in node.names if _is_module(f"{base}.{alias.name}")]
-    return tuple(sorted({name for name in names if _first_party(name)}))
+    for imported, level, members in facts.imports:
+        if members is None:  # `import a.b`
+            names.append(imported or "")
+            continue
+        base = _absolute(imported, level, package)
+        names.append(base)
+        # `from models.render import tables` imports a module; `from models.types import Speech` not
+        names += [f"{base}.{member}" for member in members if _is_module(f"{base}.{member}")]
+    return sorted({name for name in names if _first_party(name)})
 
 
 def _absolute(module: str | None, level: int, package: str) -> str:
@@ -261,14 +266,115 @@ def _is_module(name: str) -> bool:
     return _first_party(name) and _source_file(name) is not None
 
 
+# (module, level, names) of each import statement; names None for `import module`
+ImportStatement = tuple[str | None, int, tuple[str, ...] | None]
+
+
+@dataclass(frozen=True)
+class SourceFacts:
+    """What the source digest needs from one file, found by parsing it."""
+
+    digest: str  # sha256 of the syntax tree without docstrings
+    imports: tuple[ImportStatement, ...]
+
+    @classmethod
+    def parse(cls, text: str, path: str) -> SourceFacts:
+        tree = _parse(text, path)
+        imports: list[ImportStatement] = []
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                imports += [(alias.name, 0, None) for alias in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                imports.append((node.module, node.level, tuple(alias.name for alias in node.names)))
+            body = getattr(node, "body", None)
+            if isinstance(body, list) and body and _is_docstring(body[0]):
+                node.body = body[1:] or [ast.Pass()]  # type: ignore[attr-defined]  # nodes with a body list
+        dumped = ast.dump(tree, include_attributes=False)
+        return cls(hashlib.sha256(dumped.encode("utf-8")).hexdigest(), tuple(imports))
+
+
+class SourceFactsCache:
+    """Parsed facts by the sha256 of a file's bytes, kept on disk under EMOFLOW_HOME.
+
+    Parsing every engine's closure cost each CLI process about 1.4 s. Keyed by content, an entry can
+    never describe other code than the file holds now: an edit is a new key. The syntax-tree dump
+    differs between Python versions, hence one file per interpreter.
+    """
+
+    def __init__(self) -> None:
+        self._entries: dict[str, SourceFacts] | None = None
+        self._new = False
+        self._lock = threading.Lock()
+
+    @property
+    def path(self) -> Path:
+        from kernel.settings import get_settings
+
+        return get_settings().home_dir / "cache" / f"source-facts-{sys.implementation.cache_tag}.json"
+
+    def get(self, content_sha256: str, text: Callable[[], str], path: str) -> SourceFacts:
+        with self._lock:
+            entries = self._loaded()
+            facts = entries.get(content_sha256)
+            if facts is None:
+                facts = entries[content_sha256] = SourceFacts.parse(text(), path)
+                self._new = True
+            return facts
+
+    def save(self) -> None:
+        """Write new entries; a cache that cannot be written is only slower next time."""
+        with self._lock:
+            if not self._new or self._entries is None:
+                return
+            self._new = False
+            document = {
+                sha: {"digest": facts.digest, "imports": [list(statement) for statement in facts.imports]}
+                for sha, facts in (self._read() | self._entries).items()
+            }
+            try:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                with tempfile.NamedTemporaryFile("w", dir=self.path.parent, delete=False) as handle:
+                    json.dump(document, handle)
+                os.replace(handle.name, self.path)  # readers see the old file or the new one, whole
+            except OSError:
+                pass
+
+    def _loaded(self) -> dict[str, SourceFacts]:
+        if self._entries is None:
+            self._entries = self._read()
+        return self._entries
+
+    def _read(self) -> dict[str, SourceFacts]:
+        try:
+            document = json.loads(self.path.read_text(encoding="utf-8"))
+            return {
+                sha: SourceFacts(
+                    entry["digest"],
+                    tuple(
+                        (module, level, None if names is None else tuple(names))
+                        for module, level, names in entry["imports"]
+                    ),
+                )
+                for sha, entry in document.items()
+            }
+        except (OSError, ValueError, TypeError, KeyError):  # absent or damaged: parse again
+            return {}
+
+
+_FACTS = SourceFactsCache()
+
+
 @lru_cache(maxsize=1024)
-def _module_digest(path: str, _size: int, _mtime_ns: int) -> str:
-    tree = _parse(path)
-    for node in ast.walk(tree):
-        body = getattr(node, "body", None)
-        if isinstance(body, list) and body and _is_docstring(body[0]):
-            node.body = body[1:] or [ast.Pass()]  # type: ignore[attr-defined]  # nodes with a body list
-    return hashlib.sha256(ast.dump(tree, include_attributes=False).encode("utf-8")).hexdigest()
+def _file_source_facts(path: str, _size: int, _mtime_ns: int) -> SourceFacts:
+    try:
+        data = Path(path).read_bytes()
+    except OSError as exc:
+        raise EngineError(f"cannot read engine source {path}: {exc}") from exc
+    return _FACTS.get(hashlib.sha256(data).hexdigest(), lambda: data.decode("utf-8"), path)
+
+
+def _source_facts(path: Path) -> SourceFacts:
+    return _file_source_facts(*_stamp(path))
 
 
 def _is_docstring(statement: ast.stmt) -> bool:
@@ -284,10 +390,9 @@ def _is_docstring(statement: ast.stmt) -> bool:
 _PARSE_LOCK = threading.Lock()
 
 
-def _parse(path: str) -> ast.Module:
+def _parse(text: str, path: str) -> ast.Module:
     try:
-        text = Path(path).read_text(encoding="utf-8")
         with _PARSE_LOCK:
             return ast.parse(text, filename=path)
-    except (OSError, SyntaxError) as exc:
+    except SyntaxError as exc:
         raise EngineError(f"cannot read engine source {path}: {exc}") from exc

@@ -9,8 +9,11 @@ from pathlib import Path
 import pytest
 import yaml
 
+import models.identity
 from models.identity import (
     EngineIdentity,
+    SourceFacts,
+    SourceFactsCache,
     describe,
     fresh_source_digest,
     module_closure,
@@ -123,6 +126,39 @@ def test_source_digest_ignores_comments_and_docstrings_but_not_code(package: Pat
     (package / "render" / "helper.py").write_text("K = 2  # a constant\n")
     assert fresh_source_digest("models.render.engine") != base
     (package / "unused.py").write_text("X = 2\n")  # not imported: not part of the engine
+
+
+def _new_process(monkeypatch: pytest.MonkeyPatch) -> None:
+    """What a new process starts with: nothing memoised, the facts file on disk."""
+    models.identity._file_source_facts.cache_clear()
+    monkeypatch.setattr(models.identity, "_FACTS", SourceFactsCache())
+
+
+def test_parsed_sources_are_kept_on_disk_by_content(package: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    _new_process(monkeypatch)
+    base = fresh_source_digest("models.render.engine")
+    facts_file = models.identity._FACTS.path
+    assert facts_file.is_file()
+
+    _new_process(monkeypatch)
+    parsed: list[str] = []
+    real_parse = SourceFacts.parse
+    monkeypatch.setattr(
+        SourceFacts, "parse", lambda text, path: parsed.append(path) or real_parse(text, path)
+    )
+    assert fresh_source_digest("models.render.engine") == base and parsed == []  # nothing parsed again
+
+    helper = package / "render" / "helper.py"
+    helper.write_text("K = 3  # a constant\n")  # an edit is new content: parsed, whatever the file says
+    assert fresh_source_digest("models.render.engine") != base and parsed == [str(helper)]
+
+
+def test_a_damaged_facts_file_is_parsed_again(package: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    _new_process(monkeypatch)
+    base = fresh_source_digest("models.render.engine")
+    models.identity._FACTS.path.write_text('{"ab": {"digest": 1}}')
+    _new_process(monkeypatch)
+    assert fresh_source_digest("models.render.engine") == base
 
 
 def test_identity_lists_what_it_covers() -> None:
