@@ -27,7 +27,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from scipy.optimize import nnls
 
 from kernel.errors import EngineError
 from models.render.topology import FACE_REGIONS
@@ -153,6 +152,8 @@ def explain(
     fields: dict[str, np.ndarray], neutral: np.ndarray, facs: FacsTable, visemes: VisemeTable
 ) -> dict[str, dict[str, float]]:
     """Non-negative FACS activations that best reproduce each field on the actors' mean neutral face."""
+    from scipy.optimize import nnls  # here, not at the top: scipy.optimize costs every CLI process ~0.4 s
+
     from models.render.rig import FaceRig
 
     iod_px = 100.0

@@ -143,3 +143,13 @@ def test_upgrade_from_0002_keeps_steps_and_registers_trained_models(backend: str
             connection.execute(sa.text("DELETE FROM audit_events"))
     finally:
         store.close()
+
+
+def test_head_revision_is_alembics_head() -> None:
+    """stores.db skips alembic for a store at HEAD_REVISION: it must name the newest migration."""
+    from alembic.script import ScriptDirectory
+
+    from stores.db import HEAD_REVISION
+
+    engine = make_engine("sqlite://")
+    assert ScriptDirectory.from_config(alembic_config(engine)).get_current_head() == HEAD_REVISION
