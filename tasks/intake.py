@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
+from kernel.canonical import canonical_digest
 from kernel.errors import InputError
 from kernel.jobs import BUILTIN_PORTRAIT_PREFIX, FRAME_CROP, JobOptions, JobSpec
 from kernel.paths import ensure_writable_dir
 from kernel.settings import Settings
-from models.render.framing import output_region
-from models.vision.face import load_image, prepare_portrait
+from models.identity import describe
+from models.vision.face import load_image
 from stores.records import NewArtifact
 from stores.store import ArtifactStore
 from tasks.efp_model import check_efp_model
@@ -37,10 +39,7 @@ def submit_job(spec: JobSpec, settings: Settings, store: ArtifactStore, queued: 
         if options.efp_engine == "learned":
             check_efp_model(store, options)
         data, media_type, image = read_portrait(spec.portrait)
-        # proves there is a usable human face, and room to frame it, now, not minutes later in render
-        face = prepare_portrait(image, options.size, options.face_index, options.allow_non_human)
-        if options.frame != FRAME_CROP:
-            output_region(face, options.frame)
+        check_portrait(data, image, options, settings)
         ensure_writable_dir(Path(options.output_dir))
     except InputError as exc:
         store.record_event("job.reject", actor, details={"job": spec.name, "error": str(exc)})
@@ -64,6 +63,53 @@ def submit_job(spec: JobSpec, settings: Settings, store: ArtifactStore, queued: 
         options=options.model_dump(),
         queued=queued,
     )
+
+
+class PortraitCheck:
+    """What decides whether a portrait is accepted: the face detector's and the framing's code."""
+
+    name = "portrait-check"
+    version = "1"
+
+    def identity_digest(self, portrait: bytes, options: JobOptions) -> str:
+        identity = describe(
+            self, modules=("models.vision.face", "models.render.framing"), packages=("mediapipe",)
+        )
+        return canonical_digest(
+            {
+                "checker": identity.to_dict(),
+                "portrait": hashlib.sha256(portrait).hexdigest(),
+                "options": {name: getattr(options, name) for name in PORTRAIT_OPTIONS},
+            }
+        )
+
+
+PORTRAIT_OPTIONS = ("size", "face_index", "allow_non_human", "frame")
+
+
+def check_portrait(data: bytes, image: np.ndarray, options: JobOptions, settings: Settings) -> None:
+    """Prove there is a usable human face, and room to frame it, now, not minutes later in render.
+
+    An acceptance is remembered under EMOFLOW_HOME by the portrait's bytes, the options that frame it
+    and the checking code, so re-submitting a job does not run face detection again (~0.7 s).
+    Refusals are not remembered: they are rare, and their message is worth recomputing.
+    """
+    key = PortraitCheck().identity_digest(data, options)
+    accepted = settings.home_dir / "cache" / "portraits-accepted" / key
+    if accepted.exists():
+        return
+    # imported here: the renderer's modules cost a process that finds the portrait accepted ~0.5 s
+    from models.render.framing import output_region
+    from models.vision.face import prepare_portrait
+
+    face = prepare_portrait(image, options.size, options.face_index, options.allow_non_human)
+    if options.frame != FRAME_CROP:
+        output_region(face, options.frame)
+    try:
+        accepted.parent.mkdir(parents=True, exist_ok=True)
+        accepted.touch()
+    except OSError:  # only slower next time
+        pass
 
 
 def read_portrait(source: str) -> tuple[bytes, str, np.ndarray]:
