@@ -23,7 +23,7 @@ demo: install
 	$(BIN)/emoflow narrate examples/demo/job.yaml
 
 test: install
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q --durations=25  # the slowest tests, to keep .ci/run under 15 min
 
 lint: install
 	$(BIN)/ruff check .
