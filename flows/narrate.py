@@ -18,6 +18,7 @@ from prefect import flow
 from prefect.runtime import flow_run
 from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
 
+from flows.render_stage import render_elsewhere, routed
 from kernel.jobs import JobSpec
 from kernel.settings import Settings, get_settings
 from stores.leases import kept_lease
@@ -80,8 +81,11 @@ def speak_script(run_id: str, job: JobInputs) -> Voice:
 
 def render_and_publish(run_id: str, job: JobInputs, voice: Voice, curve: ArtifactRef) -> Delivery:
     speech, timings = voice.spoken.speech, voice.aligned.word_timings
-    # 5. Render: the portrait speaks, its expression following the curve
-    rendered = render_task()(run_id, job.portrait, speech, timings, curve, job.options)
+    # 5. Render: the portrait speaks, its expression following the curve (here, or on a GPU pool's worker)
+    if routed(job.options):
+        rendered = render_elsewhere(run_id, job, speech, timings, curve)
+    else:
+        rendered = render_task()(run_id, job.portrait, speech, timings, curve, job.options)
     # 6. Publish: MP4 with audio, curve plot, captions, exported to the output folder
     return publish(run_id, job, rendered.frames, speech, voice.planned.plan, curve)
 

@@ -80,6 +80,14 @@ class Settings(BaseSettings):
         description="How long a claimed or running job stays held unless its worker renews it "
         "(every third of this); an expired job goes back to the queue and its run is marked abandoned",
     )
+    render_deployment: str = Field(
+        default="",
+        description="Prefect deployment (flow/deployment, e.g. render-stage/gpu) that renders this worker's "
+        "jobs of EMOFLOW_ROUTED_RENDERERS; empty: render here",
+    )
+    routed_renderers: str = Field(
+        default="diffusion", description="Comma-separated renderers sent to EMOFLOW_RENDER_DEPLOYMENT"
+    )
     render_tags: str = Field(
         default="",
         description="Comma-separated Prefect tags for render tasks (e.g. render,gpu), for concurrency limits",

@@ -210,7 +210,13 @@ class RunsMixin(ArtifactsMixin, LeaseMixin):
                 job_id=run.job_id if run else None,
                 run_id=run_id,
                 step_id=step.id,
-                details={"stage": stage, "attempt": step.attempts, "cache_key": cache_key},
+                # the host: with stages routed to other work pools, one run's steps come from many machines
+                details={
+                    "stage": stage,
+                    "attempt": step.attempts,
+                    "cache_key": cache_key,
+                    "host": host_name(),
+                },
             )
             return step.id
 

@@ -26,9 +26,11 @@ def test_the_compose_file_wires_every_emoflow_service_to_one_store() -> None:
         assert environment["EMOFLOW_BLOB_ROOT"].startswith("s3://")
     assert services["worker"]["command"][:3] == ["prefect", "worker", "start"]
     assert "emoflow-process" in services["worker"]["command"]
-    # the pool the worker drains is the one prefect.yaml's deployment names
+    # the pools prefect.yaml's deployments name are the ones the deploy service creates
     prefect = yaml.safe_load((ROOT / "prefect.yaml").read_text())
-    assert {d["work_pool"]["name"] for d in prefect["deployments"]} == {"emoflow-process"}
+    pools = {d["work_pool"]["name"] for d in prefect["deployments"]}
+    assert pools == {"emoflow-process", "emoflow-gpu"}
+    assert all(f"work-pool create {pool} " in services["deploy"]["command"][-1] for pool in pools)
     for name, service in services.items():
         for dependency in service.get("depends_on", []):
             assert dependency in services, (name, dependency)

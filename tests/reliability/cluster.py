@@ -4,6 +4,7 @@ bench/scale_out.py run emoflow on.
     with Cluster(workdir, postgres_url) as cluster:   # Prefect server on PostgreSQL, moto's S3, deploy
         cluster.submit(job_files)
         cluster.start_worker("host-a")                 # its own EMOFLOW_HOME, TMPDIR and host name
+        cluster.start_worker("gpu-a", GPU_POOL)        # a worker of the GPU pool (render-stage/gpu)
         cluster.run_deployment()
         cluster.kill_host("host-a")
 
@@ -34,6 +35,8 @@ ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 BUCKET = "emoflow-cluster"
 DEPLOYMENT = "drain-queue/nightly-drain"
+RENDER_DEPLOYMENT = "render-stage/gpu"
+CPU_POOL, GPU_POOL = "emoflow-process", "emoflow-gpu"
 
 
 def free_port() -> int:
@@ -156,8 +159,11 @@ class Cluster:
         wait_for(lambda: answers(f"http://127.0.0.1:{self.s3_port}"), 60, "moto's S3 server")
         httpx.put(f"http://127.0.0.1:{self.s3_port}/{BUCKET}", timeout=10).raise_for_status()
         wait_for(lambda: answers(f"{self.api}/health"), 180, "the Prefect server")
-        self.run([str(BIN / "prefect"), "work-pool", "create", "emoflow-process", "--type", "process"])
-        self.run([str(BIN / "prefect"), "--no-prompt", "deploy", "--all"])
+        prefect = str(BIN / "prefect")
+        for pool in (CPU_POOL, GPU_POOL):
+            self.run([prefect, "work-pool", "create", pool, "--type", "process"])
+        self.run([prefect, "work-pool", "set-concurrency-limit", GPU_POOL, "1"])  # one render at a time
+        self.run([prefect, "--no-prompt", "deploy", "--all"])
         return self
 
     def __exit__(
@@ -178,18 +184,23 @@ class Cluster:
         for job in jobs:
             self.run([sys.executable, "-m", "emoflow.cli", "submit", str(job)])
 
-    def start_worker(self, host: str) -> None:
-        """A `prefect worker` taking one flow run at a time, as its own host."""
+    def start_worker(self, host: str, pool: str = CPU_POOL, **settings: str) -> None:
+        """A `prefect worker` on `pool` taking one flow run at a time, as its own host; `settings` are
+        extra environment variables of that host."""
         tmp = self.workdir / host / "tmp"
         tmp.mkdir(parents=True, exist_ok=True)
-        env = self.shared | {
-            "EMOFLOW_HOME": str(self.workdir / host),
-            "TMPDIR": str(tmp),
-            "EMOFLOW_HOST_NAME": host,
-            "EMOFLOW_WORKERS": "1",
-            "PREFECT_WORKER_QUERY_SECONDS": "1",
-        }
-        command = [str(BIN / "prefect"), "worker", "start", "--pool", "emoflow-process", "--name", host]
+        env = (
+            self.shared
+            | {
+                "EMOFLOW_HOME": str(self.workdir / host),
+                "TMPDIR": str(tmp),
+                "EMOFLOW_HOST_NAME": host,
+                "EMOFLOW_WORKERS": "1",
+                "PREFECT_WORKER_QUERY_SECONDS": "1",
+            }
+            | settings
+        )
+        command = [str(BIN / "prefect"), "worker", "start", "--pool", pool, "--name", host]
         self._start([*command, "--limit", "1"], env, f"{host}.log")
         self.hosts.append(host)
 
