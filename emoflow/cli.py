@@ -15,6 +15,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from emoflow.commands.engines import engines_app
 from emoflow.commands.evaluate import evaluate_app
 from emoflow.commands.server import server_app
 from emoflow.commands.store import store_app
@@ -516,6 +517,7 @@ app.add_typer(evaluate_app, name="evaluate")
 app.add_typer(store_app, name="store")
 app.add_typer(weights_app, name="weights")
 app.add_typer(server_app, name="server")
+app.add_typer(engines_app, name="engines")
 
 if __name__ == "__main__":
     sys.exit(app())

@@ -11,7 +11,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 # Engine names, per job option. tasks/engines.py maps each to its class; a test keeps the two in step.
 PlannerName: TypeAlias = Literal["rules", "llm"]
-TtsEngineName: TypeAlias = Literal["piper", "espeak"]
+TtsEngineName: TypeAlias = Literal["piper", "espeak", "espeak-env"]  # -env: in its own venv
 AlignerName: TypeAlias = Literal["engine", "dtw"]
 EfpEngineName: TypeAlias = Literal["embedded", "learned"]
 RendererName: TypeAlias = Literal["preview", "diffusion"]
@@ -98,6 +98,15 @@ class Settings(BaseSettings):
     workers: int = Field(default=2, ge=1, le=64, description="Jobs a batch narrates at once")
     engine_threads: int | None = Field(
         default=None, ge=1, le=256, description="Threads each job's engines use; default cores // workers"
+    )
+    engines_dir: Path | None = Field(
+        default=None, description="Where `emoflow engines install` builds environments; default home/engines"
+    )
+    engine_timeout: float = Field(
+        default=120.0,
+        gt=0,
+        le=86400,
+        description="Seconds an engine environment's process may be silent in a request before it is killed",
     )
 
     @property

@@ -16,6 +16,7 @@ ENGINES: dict[str, dict[str, str]] = {
     "tts_engine": {
         "piper": "models.tts.piper_engine:PiperEngine",
         "espeak": "models.tts.espeak_engine:EspeakEngine",
+        "espeak-env": "models.tts.remote:EspeakEnvironmentEngine",  # `emoflow engines install espeak`
     },
     "aligner": {
         "engine": "models.align.engine_timings:EngineTimingAligner",
