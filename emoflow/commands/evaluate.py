@@ -330,3 +330,87 @@ def _write_json(path: Path, document: dict[str, Any]) -> None:
     partial = path.with_name(path.name + ".part")
     partial.write_text(json.dumps(document, indent=2, default=plain), encoding="utf-8")
     partial.replace(path)
+
+
+# -- emoflow evaluate speech ------------------------------------------------------------------------------
+
+SPEECH_ENGINES = ("piper", "espeak")
+
+
+@evaluate_app.command("speech")
+def speech(
+    data: Annotated[Path, typer.Option("--data", help="Shared data root with emodb/ (or the emodb folder).")],
+    out: Annotated[Path, typer.Option("--out", help="Where report.json and confusion PNGs go.")] = Path(
+        "outputs/evaluate/speech"
+    ),
+    engines: Annotated[
+        str, typer.Option("--engines", help=f"Comma-separated TTS engines ({', '.join(SPEECH_ENGINES)}).")
+    ] = ",".join(SPEECH_ENGINES),
+    validate: Annotated[
+        bool, typer.Option("--validate/--no-validate", help="First check the listener on held-out speakers.")
+    ] = True,
+    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks.")] = False,
+) -> None:
+    """Score how recognisably each TTS engine speaks each emotion, as heard by a listener trained on human
+    acted speech (EmoDB): the learned EFP, audio only, speakers normalised. Each engine speaks neutral-content
+    English lines under neutral, happy, sad, angry, fear and disgust at intensities 0.5 and 1.0. Writes
+    report.json and one confusion PNG per engine and intensity."""
+    try:
+        names = [n.strip() for n in engines.split(",") if n.strip()]
+        unknown = sorted(set(names) - set(SPEECH_ENGINES))
+        if unknown or not names:
+            raise InputError(
+                f"unknown engine {unknown or engines!r}; choose from {', '.join(SPEECH_ENGINES)}"
+            )
+        emodb = data / "emodb" if (data / "emodb").is_dir() else data
+        if not (emodb / "labels.csv").is_file():
+            raise InputError(f"no EmoDB labels.csv under {data}")
+        from models.align.engine_timings import EngineTimingAligner
+        from models.evaluate.listener import evaluate_speech
+        from models.plan.rules import RulePlanner
+        from models.tts import get_speech_engine
+
+        report = evaluate_speech(
+            emodb,
+            out,
+            {name: get_speech_engine(name) for name in names},
+            RulePlanner(),
+            EngineTimingAligner(),
+            validate=validate,
+            log=_log,
+        )
+    except EmoflowError as exc:
+        if debug:
+            raise
+        _errors.print(
+            Text.assemble(("error: ", "red"), str(exc).splitlines()[0]), highlight=False, soft_wrap=True
+        )
+        raise typer.Exit(code=1) from None
+    _console.print(_speech_table(report))
+    _console.print(f"report: {out / 'report.json'}")
+
+
+def _speech_table(report: dict[str, Any]) -> Table:
+    table = Table(title="TTS emotion heard by the EmoDB listener (word accuracy, chance 17 %)")
+    for column in ("engine", "intensity", "words", "clips", *report["tags"]):
+        table.add_column(column)
+    held_out = report.get("listener_held_out")
+    if held_out:
+        recall = {k: v["recall"] for k, v in held_out["per_class"].items()}
+        table.add_row(
+            "EmoDB speakers held out",
+            "acted",
+            f"{held_out['word_accuracy']:.1%}",
+            f"{held_out['clip_accuracy']:.1%}",
+            *(f"{recall[t]:.0%}" if t in recall else "-" for t in report["tags"]),
+        )
+    for name, result in report["engines"].items():
+        for k, row in result["by_intensity"].items():
+            table.add_row(
+                name,
+                k,
+                f"{row['word_accuracy']:.1%}",
+                f"{row['clip_accuracy']:.1%}",
+                *(f"{row['recall'].get(t, 0.0):.0%}" for t in report["tags"]),
+            )
+    return table
