@@ -16,11 +16,17 @@ from models.identity import TablePart
 
 @dataclass(frozen=True)
 class Prosody:
+    """Speech at intensity 1.0, relative to neutral (the units of prompts/emotions.yaml's header)."""
+
     pitch_semitones: float
     pitch_range: float
     rate: float
     energy_db: float
     pause_ms: float
+    # the F0 contour's shape and the voice's quality; engines that cannot do them ignore them
+    declination_st_s: float = 0.0  # change of the F0 slope across a sentence (> 0: flatter or rising)
+    tilt_db: float = 0.0  # spectral level of 1-4 kHz against 0-1 kHz (> 0: a tenser, brighter voice)
+    breath_db: float = 0.0  # aperiodicity of voiced sound (> 0: breathier)
 
     def scaled(self, intensity: float) -> Prosody:
         """Linear interpolation from neutral (intensity 0) to this emotion's full prosody (1)."""
@@ -31,7 +37,27 @@ class Prosody:
             rate=1.0 + (self.rate - 1.0) * k,
             energy_db=self.energy_db * k,
             pause_ms=self.pause_ms * k,
+            declination_st_s=self.declination_st_s * k,
+            tilt_db=self.tilt_db * k,
+            breath_db=self.breath_db * k,
         )
+
+
+PROSODY_KEYS = frozenset(Prosody.__dataclass_fields__)
+REQUIRED_PROSODY_KEYS = frozenset({"pitch_semitones", "pitch_range", "rate", "energy_db", "pause_ms"})
+
+
+def _prosody(name: str, spec: dict[str, Any], path: Path) -> Prosody:
+    """An emotion's prosody row; InputError names the file, the emotion and the key that is wrong."""
+    unknown = sorted(set(spec) - PROSODY_KEYS)
+    missing = sorted(REQUIRED_PROSODY_KEYS - set(spec))
+    if unknown or missing:
+        problem = f"unknown keys {unknown}" if unknown else f"missing keys {missing}"
+        raise InputError(f"{path}: emotion {name!r}: prosody has {problem}; keys are {sorted(PROSODY_KEYS)}")
+    try:
+        return Prosody(**{k: float(v) for k, v in spec.items()})
+    except (TypeError, ValueError):
+        raise InputError(f"{path}: emotion {name!r}: every prosody value must be a number") from None
 
 
 @dataclass(frozen=True)
@@ -132,7 +158,7 @@ def load_vocabulary(path: Path | None = None) -> Vocabulary:
             color=spec["color"],
             default_intensity=float(spec["default_intensity"]),
             synonyms={k.lower(): float(v) for k, v in spec["synonyms"].items()},
-            prosody=Prosody(**{k: float(v) for k, v in spec["prosody"].items()}),
+            prosody=_prosody(name, spec["prosody"], path),
             acoustic={k: float(v) for k, v in spec["acoustic"].items()},
             prototypes=tuple(spec["prototypes"]),
         )

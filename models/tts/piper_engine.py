@@ -76,7 +76,7 @@ class PiperEngine(streaming.StreamingSynthesis):
     """Natural-sounding speech; emotion through length_scale, WORLD reshaping and pauses."""
 
     name = "piper"
-    base_version = "1.1.0"
+    base_version = "1.2.0"
 
     def __init__(
         self,
@@ -292,6 +292,9 @@ class PiperEngine(streaming.StreamingSynthesis):
                 pitch_range=p.pitch_range,
                 gain_db=p.energy_db,
                 rate=p.rate / base_rate,
+                declination_st_s=p.declination_st_s,
+                tilt_db=p.tilt_db,
+                breath_db=p.breath_db,
             )
             for span, p in zip(spans, local, strict=True)
         ]

@@ -7,7 +7,11 @@ aperiodicity every 5 ms, and each word's frames are changed towards its emotion:
   `pitch_range` (sad speech flattens, surprise widens);
 - energy: the spectral envelope is scaled by `gain_db`;
 - rate: frames are resampled along time by a smooth rate curve (only where words of one sentence ask
-  for different rates; the sentence's own rate already came from Piper's length_scale).
+  for different rates; the sentence's own rate already came from Piper's length_scale);
+- contour: `declination_st_s` tilts the sentence's log-F0 line about its middle (actors' emotional
+  speech falls less across a sentence than their neutral reading);
+- voice quality: `tilt_db` raises 1-4 kHz against 0-1 kHz in the envelope (vocal effort), `breath_db`
+  raises the aperiodicity of voiced frames (breathiness). Both keep the loudness the gain asks for.
 
 F0 comes from YIN, not from WORLD's own trackers: Piper's vocoder leaves the fundamental weak, and
 harvest and dio lock onto the second harmonic in about half of the voiced frames (median 145 Hz against
@@ -52,19 +56,28 @@ class WordShape:
     pitch_range: float = 1.0
     gain_db: float = 0.0
     rate: float = 1.0  # relative to the rate the audio was synthesised at (>1 faster)
+    declination_st_s: float = 0.0
+    tilt_db: float = 0.0
+    breath_db: float = 0.0
 
 
 def needs_world(shapes: Sequence[WordShape]) -> bool:
     """True when some word asks for a pitch or tempo change (gain alone needs no vocoder)."""
     return any(
-        abs(s.semitones) > 1e-3 or abs(s.pitch_range - 1.0) > 1e-3 or abs(s.rate - 1.0) > 1e-3 for s in shapes
+        abs(s.semitones) > 1e-3
+        or abs(s.pitch_range - 1.0) > 1e-3
+        or abs(s.rate - 1.0) > 1e-3
+        or abs(s.declination_st_s) > 1e-3
+        or abs(s.tilt_db) > 1e-3
+        or abs(s.breath_db) > 1e-3
+        for s in shapes
     )
 
 
 def frame_curves(
     shapes: Sequence[WordShape], n_frames: int, frame_s: float = FRAME_S, ramp_s: float = RAMP_S
 ) -> dict[str, np.ndarray]:
-    """Per-frame semitones, pitch_range, gain_db and rate, held per word and smoothed over `ramp_s`.
+    """Per-frame values of every WordShape field, held per word and smoothed over `ramp_s`.
 
     The audio between two words belongs half to each; before the first and after the last word the
     edge word's value holds.
@@ -76,6 +89,9 @@ def frame_curves(
         "semitones": np.array([s.semitones for s in shapes])[owner],
         "pitch_range": np.array([s.pitch_range for s in shapes])[owner],
         "gain_db": np.array([s.gain_db for s in shapes])[owner],
+        "declination_st_s": np.array([s.declination_st_s for s in shapes])[owner],
+        "tilt_db": np.array([s.tilt_db for s in shapes])[owner],
+        "breath_db": np.array([s.breath_db for s in shapes])[owner],
         # smooth tempo in the log domain so that speeding up and slowing down glide symmetrically
         "log_rate": np.log(np.array([max(s.rate, 1e-3) for s in shapes]))[owner],
     }
@@ -111,21 +127,27 @@ def reshape(x: np.ndarray, sample_rate: int, shapes: Sequence[WordShape]) -> tup
     ap = pyworld.d4c(signal, f0, times, sample_rate)
     curves = frame_curves(shapes, len(f0))
 
-    # 2. Pitch: shift, and scale excursions around the sentence's own median log-F0
+    # 2. Pitch: shift, scale excursions around the sentence's own median log-F0, tilt its line
     voiced = f0 > 0
     new_f0 = np.zeros_like(f0)
     if voiced.any():
         log_f0 = np.log(f0[voiced])
         centre = float(np.median(log_f0))  # the median, not the mean: emphatic peaks skew the mean up
+        voiced_times = times[voiced]
+        middle = 0.5 * (voiced_times[0] + voiced_times[-1])
+        semitones = curves["semitones"][voiced] + curves["declination_st_s"][voiced] * (voiced_times - middle)
         shifted = (
-            centre
-            + curves["pitch_range"][voiced] * (log_f0 - centre)
-            + curves["semitones"][voiced] * math.log(2.0) / 12.0
+            centre + curves["pitch_range"][voiced] * (log_f0 - centre) + semitones * math.log(2.0) / 12.0
         )
         new_f0[voiced] = np.clip(np.exp(shifted), 40.0, 700.0)
 
-    # 3. Energy: the envelope is a power spectrum
+    # 3. Energy and voice quality: the envelope is a power spectrum, aperiodicity an amplitude ratio
     sp = sp * (10.0 ** (curves["gain_db"] / 10.0))[:, None]
+    if np.any(np.abs(curves["tilt_db"]) > 1e-4):
+        sp = sp * 10.0 ** (np.outer(curves["tilt_db"], tilt_shape(sp.shape[1], sample_rate)) / 10.0)
+    if np.any(np.abs(curves["breath_db"]) > 1e-4):
+        breath = np.where(voiced, curves["breath_db"], 0.0)
+        ap = np.minimum(ap * (10.0 ** (breath / 20.0))[:, None], 1.0)
 
     # 4. Tempo: resample frames along a cumulative time axis
     rate = curves["rate"]
@@ -159,6 +181,15 @@ def reshape(x: np.ndarray, sample_rate: int, shapes: Sequence[WordShape]) -> tup
         )
 
     return y.astype(np.float32), time_map
+
+
+def tilt_shape(n_bins: int, sample_rate: int) -> np.ndarray:
+    """dB per 1 dB of tilt for each envelope bin: 0 below 1 kHz, rising with log-frequency to 4 kHz and
+    held above, scaled so that the 1-4 kHz band's mean moves by exactly 1 dB (as the measure defines it)."""
+    freqs = np.linspace(0.0, sample_rate / 2.0, n_bins)
+    ramp = np.clip(np.log2(np.maximum(freqs, 1.0) / 1000.0) / 2.0, 0.0, 1.0)
+    band = (freqs >= 1000.0) & (freqs < 4000.0)
+    return ramp / ramp[band].mean() if band.any() else ramp
 
 
 def track_f0(signal: np.ndarray, sample_rate: int) -> tuple[np.ndarray, np.ndarray]:
