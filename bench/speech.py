@@ -10,9 +10,14 @@ Sections (all on this machine's CPU, engines as shipped):
 - align:    DTW aligner (models/align/dtw.py) word-boundary error against Piper's own alignments.
 - memory:   peak RSS of a fresh process speaking 1, 5 and 10 minutes with `synthesize_to` (streamed)
             and `synthesize` (in memory).
+- quality:  whether Piper's reshaping stays natural (models/evaluate/speech_quality.py): the largest F0
+            step near a word boundary where the emotion changes mid-sentence (against the same boundary
+            in the neutral reading), clicks, and the MFCC distance of each emotion's reshaped speech from
+            the same plan spoken without WORLD (piper-noshape), and pYIN's voiced share of both; neutral
+            must come out unchanged.
 
 Writes bench/results/speech.json and prints the Markdown tables of bench/README.md.
-Run: .venv/bin/python bench/speech.py [--sections rtf,prosody,align,memory] [--out PATH]
+Run: .venv/bin/python bench/speech.py [--sections rtf,prosody,align,memory,quality] [--out PATH]
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -292,6 +298,64 @@ def bench_memory(engine_names: list[str], minutes: list[float], modes: list[str]
 # Report -------------------------------------------------------------------------------------------
 
 
+# 5. Naturalness of the reshaping ------------------------------------------------------------------
+
+QUALITY_EMOTIONS = ("happy", "sad", "angry", "fear", "disgust", "surprise")
+
+
+def bench_quality() -> dict[str, Any]:
+    from models.evaluate.speech_quality import boundary_jumps, clicks, spectral_distortion, voiced_share
+
+    shaped, plain = engines()["piper"], engines()["piper-noshape"]
+    rows: dict[str, Any] = {}
+    for label in ("neutral", *QUALITY_EMOTIONS):
+        jumps, baseline, n_clicks, n_clicks_plain, distances, seconds = [], [], 0, 0, [], 0.0
+        voiced, voiced_plain = [], []
+        for sentence in SENTENCES:
+            whole = make_plan(sentence, (label, 0.0 if label == "neutral" else 1.0))
+            speech, reference = shaped.synthesize(whole), plain.synthesize(whole)
+            distances.append(spectral_distortion(speech.samples, reference.samples, speech.sample_rate))
+            n_clicks += clicks(speech.samples, speech.sample_rate)
+            n_clicks_plain += clicks(reference.samples, reference.sample_rate)
+            seconds += speech.duration
+            voiced.append(voiced_share(speech.samples, speech.sample_rate))
+            voiced_plain.append(voiced_share(reference.samples, reference.sample_rate))
+            if label == "neutral":
+                continue
+            # the emotion starts halfway through the sentence
+            half = len(whole.words) // 2
+            neutral_plan = make_plan(sentence)
+            mixed = replace(
+                neutral_plan,
+                words=[
+                    w if w.index < half else replace(w, label=label, intensity=1.0)
+                    for w in neutral_plan.words
+                ],
+            )
+            changed, neutral = shaped.synthesize(mixed), shaped.synthesize(neutral_plan)
+
+            jumps += boundary_jumps(changed.samples, changed.sample_rate, [_boundary(changed, half)])
+            baseline += boundary_jumps(neutral.samples, neutral.sample_rate, [_boundary(neutral, half)])
+        rows[label] = {
+            "mfcc_distance": round(float(np.mean(distances)), 2),
+            "clicks": n_clicks,
+            "clicks_noshape": n_clicks_plain,
+            "audio_s": round(seconds, 1),
+            "voiced_share": round(float(np.mean(voiced)), 3),
+            "voiced_share_noshape": round(float(np.mean(voiced_plain)), 3),
+            "boundary_jump_st": None if not jumps else round(float(np.nanmax(jumps)), 2),
+            "neutral_boundary_jump_st": None if not baseline else round(float(np.nanmax(baseline)), 2),
+        }
+        print(f"quality {label}: {rows[label]}", flush=True)
+    return rows
+
+
+def _boundary(speech: Speech, word: int) -> float:
+    """The time between word `word - 1` and word `word`."""
+    a, b = speech.timings.words[word - 1], speech.timings.words[word]
+    return 0.5 * (a.end + b.start)
+
+
 def markdown(results: dict[str, Any]) -> str:
     lines: list[str] = []
     if "rtf" in results:
@@ -346,6 +410,21 @@ def markdown(results: dict[str, Any]) -> str:
                 f"| {r['peak_rss_mb']} |"
             )
         lines.append("")
+    if "quality" in results:
+        lines += [
+            "| emotion at 1.0 | MFCC distance from no-WORLD speech | clicks (noshape) | audio (s) "
+            "| largest F0 step at the mid-sentence change (st) | same boundary, neutral reading (st) "
+            "| voiced share (noshape) |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        for label, r in results["quality"].items():
+            jump = "-" if r["boundary_jump_st"] is None else r["boundary_jump_st"]
+            base = "-" if r["neutral_boundary_jump_st"] is None else r["neutral_boundary_jump_st"]
+            lines.append(
+                f"| {label} | {r['mfcc_distance']} | {r['clicks']} ({r['clicks_noshape']}) | {r['audio_s']} "
+                f"| {jump} | {base} | {r['voiced_share']:.2f} ({r['voiced_share_noshape']:.2f}) |"
+            )
+        lines.append("")
     return "\n".join(lines)
 
 
@@ -375,6 +454,8 @@ def main() -> None:
         results["prosody"] = bench_prosody()
     if "align" in sections:
         results["align"] = bench_align()
+    if "quality" in sections:
+        results["quality"] = bench_quality()
     if "memory" in sections:
         results["memory"] = bench_memory(
             args.memory_engines.split(","),
