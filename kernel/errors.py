@@ -19,3 +19,8 @@ class StoreError(EmoflowError):
 
 class IntegrityError(StoreError):
     """A blob's content no longer matches its sha256."""
+
+
+class RunCancelled(EmoflowError):
+    """Someone asked for the run to stop; it stops before its next stage (or mid-stage) and keeps
+    every step it committed."""

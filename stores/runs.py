@@ -23,8 +23,10 @@ from stores.base import SYSTEM_ACTOR
 from stores.convert import RUN_LOADING, STEP_LOADING, artifact_ref, aware, job_record, run_record
 from stores.leases import LeaseMixin
 from stores.records import ArtifactRef, JobRecord, NewArtifact, RunRecord
-from stores.schema import Job, Lineage, Run, Step, utcnow
+from stores.schema import AuditEvent, Job, Lineage, Run, Step, utcnow
 from stores.status import JobStatus, RunStatus, StepStatus
+
+CANCEL_REQUEST = "run.cancel_request"  # the audit action that asks a running run to stop
 
 
 def resolve_run_id(session: Session, prefix: str) -> str:
@@ -110,13 +112,44 @@ class RunsMixin(ArtifactsMixin, LeaseMixin):
                     session, "run.finish_late", actor, job_id=run.job_id, run_id=run_id, details=details
                 )
                 return
-            run.status = RunStatus.FAILED if error else RunStatus.SUCCEEDED
+            # a run that stops with an error after someone asked it to stop was stopped by that request
+            cancelled = error is not None and self._cancel_request(session, run_id) is not None
+            if cancelled:
+                run.status, run.job.status = RunStatus.CANCELLED, JobStatus.CANCELLED
+            else:
+                run.status = RunStatus.FAILED if error else RunStatus.SUCCEEDED
+                run.job.status = JobStatus.FAILED if error else JobStatus.SUCCEEDED
             run.error, run.finished_at = error, utcnow()
-            run.job.status = JobStatus.FAILED if error else JobStatus.SUCCEEDED
             run.job.lease_owner, run.job.lease_expires_at = None, None
-            action = "run.fail" if error else "run.finish"
+            action = "run.cancel" if cancelled else "run.fail" if error else "run.finish"
             details = {"error": error} if error else {}
             self._audit(session, action, actor, job_id=run.job_id, run_id=run_id, details=details)
+
+    def request_cancel(self, run_id: str, actor: str) -> bool:
+        """Ask a running run to stop: its stage runner checks between stages (and while a stage reports
+        progress) and ends it "cancelled". False when the run is no longer running.
+
+        The request is an audit event, so who asked is on record and no schema change is needed."""
+        with self._session() as session:
+            run = session.get(Run, run_id)
+            if run is None:
+                raise StoreError(f"no run {run_id}")
+            if run.status != RunStatus.RUNNING:
+                return False
+            if self._cancel_request(session, run_id) is None:
+                self._audit(session, CANCEL_REQUEST, actor, job_id=run.job_id, run_id=run_id)
+            return True
+
+    def cancel_requested(self, run_id: str) -> str | None:
+        """Who asked the run to stop, or None: one indexed lookup, cheap enough to ask often."""
+        with self._session() as session:
+            return self._cancel_request(session, run_id)
+
+    def _cancel_request(self, session: Session, run_id: str) -> str | None:
+        query = select(AuditEvent.actor).where(
+            AuditEvent.run_id == run_id, AuditEvent.action == CANCEL_REQUEST
+        )
+        return session.scalars(query.limit(1)).first()
 
     def run(self, run_id: str) -> RunRecord:
         """The run whose id starts with `run_id` (at least a few characters), with its job and steps."""

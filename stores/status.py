@@ -15,6 +15,7 @@ class JobStatus(StrEnum):
     RUNNING = "running"
     SUCCEEDED = "succeeded"
     FAILED = "failed"
+    CANCELLED = "cancelled"  # its last run was cancelled on request
 
 
 class RunStatus(StrEnum):
@@ -22,6 +23,7 @@ class RunStatus(StrEnum):
     SUCCEEDED = "succeeded"
     FAILED = "failed"
     ABANDONED = "abandoned"  # its worker stopped renewing the job's lease; the job went back to the queue
+    CANCELLED = "cancelled"  # stopped on request (`request_cancel`); its committed steps stay reusable
 
 
 class StepStatus(StrEnum):

@@ -25,7 +25,7 @@ from prefect.exceptions import MissingContextError
 from prefect.runtime import flow_run
 
 from kernel.crashpoints import crashpoint
-from kernel.errors import InputError, IntegrityError, StoreError
+from kernel.errors import InputError, IntegrityError, RunCancelled, StoreError
 from kernel.jobs import JobOptions
 from kernel.progress import emit
 from kernel.settings import get_settings
@@ -39,6 +39,7 @@ Compute = Callable[[Path, ProgressFn], Sequence[NewArtifact]]
 Outputs = TypeVar("Outputs")
 P = ParamSpec("P")
 R = TypeVar("R")
+CANCEL_CHECK_SECONDS = 0.5  # how often a stage reporting progress looks for a cancel request
 
 
 @dataclass(frozen=True)
@@ -103,6 +104,11 @@ def run_stage(
         identity.digests,
     )
     emit("stage_started", stage.name)
+    try:
+        stop_if_cancelled(store, run_id, stage.name)  # before anything is written: nothing half-done
+    except RunCancelled as exc:
+        emit("stage_failed", stage.name, str(exc))
+        raise
     step: dict[str, Any] = {
         "run_id": run_id,
         "stage": stage.name,
@@ -125,7 +131,7 @@ def run_stage(
     workdir = Path(tempfile.mkdtemp(prefix=f"emoflow-{stage.name}-"))
     try:
         started = time.perf_counter()
-        outputs = compute(workdir, lambda done, total: emit("stage_progress", stage.name, done, total))
+        outputs = compute(workdir, _progress(store, run_id, stage.name))
         seconds = time.perf_counter() - started  # engine work only; committing counts as store time
         names = sorted(new.name for new in outputs)
         if names != sorted(stage.output_names):
@@ -133,7 +139,8 @@ def run_stage(
         refs = store.commit_step(step_id, outputs)
         crashpoint(f"{stage.name}.after")  # test hook: the step is committed, the task has not returned
     except BaseException as exc:
-        message = f"{type(exc).__name__}: {exc}" if not isinstance(exc, InputError) else str(exc)
+        plain = isinstance(exc, InputError | RunCancelled)  # their messages already say what happened
+        message = str(exc) if plain else f"{type(exc).__name__}: {exc}"
         store.fail_step(step_id, message)
         emit("stage_failed", stage.name, message)
         raise
@@ -144,10 +151,33 @@ def run_stage(
     return stage.outputs(**refs)
 
 
+def stop_if_cancelled(store: ArtifactStore, run_id: str, stage: str) -> None:
+    """Raise RunCancelled when someone asked this run to stop (`ArtifactStore.request_cancel`)."""
+    actor = store.cancel_requested(run_id)
+    if actor is not None:
+        raise RunCancelled(f"cancelled by {actor} before {stage} finished")
+
+
+def _progress(store: ArtifactStore, run_id: str, stage: str) -> ProgressFn:
+    """The stage's progress callback: reports, and stops a long stage soon after a cancel request
+    (looked up at most every CANCEL_CHECK_SECONDS, so a per-frame callback stays cheap)."""
+    checked = time.monotonic()
+
+    def progress(done: int, total: int) -> None:
+        nonlocal checked
+        emit("stage_progress", stage, done, total)
+        if time.monotonic() - checked >= CANCEL_CHECK_SECONDS:
+            checked = time.monotonic()
+            stop_if_cancelled(store, run_id, stage)  # run_stage then fails the step: nothing committed
+
+    return progress
+
+
 def retry_transient(_task: object, _task_run: object, state: Any) -> bool:
-    """Prefect retry condition: retry engine and store hiccups, never bad input or corrupt data."""
+    """Prefect retry condition: retry engine and store hiccups, never bad input, corrupt data or a
+    cancelled run."""
     error = state.result(raise_on_failure=False)
-    return not isinstance(error, InputError | IntegrityError)
+    return not isinstance(error, InputError | IntegrityError | RunCancelled)
 
 
 def _logger() -> logging.Logger | logging.LoggerAdapter[logging.Logger]:

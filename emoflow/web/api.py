@@ -10,17 +10,20 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import APIRouter, Form, HTTPException, Query, Request, UploadFile, status
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import FileResponse, Response
+from fastapi.responses import FileResponse, Response, StreamingResponse
 from pydantic import BaseModel, Field, create_model
 from starlette.datastructures import MutableHeaders
 from starlette.types import Message, Receive, Scope, Send
 
-from emoflow.web import service
+from emoflow.web import live, service
 from emoflow.web.auth import Reader, Writer
 from emoflow.web.schemas import (
+    CancelledOut,
     CurveEditedOut,
     CurveOut,
     JobStatusOut,
+    ProgressOut,
+    RetriedOut,
     RunOut,
     RunSummaryOut,
     SubmittedOut,
@@ -199,6 +202,57 @@ def post_curve(request: Request, run_id: str, body: CurveEditsIn, token: Writer)
         "status": "queued",
         "url": f"/jobs/{source.job.id}",
     }
+
+
+@router.get(
+    "/runs/{run_id}/progress", response_model=ProgressOut, summary="A run's status and per-stage progress"
+)
+def get_progress(request: Request, run_id: str, _token: Reader) -> dict[str, Any]:
+    state = request.app.state
+    return state.progress.snapshot(state.store, service.find_run(state.store, run_id).id)
+
+
+@router.get(
+    "/runs/{run_id}/events",
+    summary="Server-sent events: `progress` (as GET /runs/{id}/progress) on every change, then `end`",
+    response_class=StreamingResponse,
+    responses={200: {"content": {"text/event-stream": {}}}},
+)
+def get_events(request: Request, run_id: str, _token: Reader) -> StreamingResponse:
+    state = request.app.state
+    run = service.find_run(state.store, run_id)  # a 404 before the stream starts, not inside it
+    return StreamingResponse(
+        live.progress_events(state.store, state.progress, run.id),
+        media_type="text/event-stream",
+        # no-transform: a compressing proxy would hold events back; X-Accel-Buffering: nginx's buffer
+        headers={"Cache-Control": "no-cache, no-transform", "X-Accel-Buffering": "no"},
+    )
+
+
+@router.post(
+    "/runs/{run_id}/cancel",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=CancelledOut,
+    summary="Stop a running run before its next stage; it ends cancelled, its finished steps kept",
+    responses={409: {"description": "the run is not running"}},
+)
+def post_cancel(request: Request, run_id: str, token: Writer) -> dict[str, Any]:
+    run = service.cancel_run(request.app.state.store, token, run_id)
+    request.app.state.progress.forget(run.id)
+    return {"run_id": run.id, "status": "cancelling", "url": f"/runs/{run.id}/progress"}
+
+
+@router.post(
+    "/runs/{run_id}/retry",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=RetriedOut,
+    summary="Run a failed, cancelled or abandoned run's job again, reusing its finished steps",
+    responses={409: {"description": "the run succeeded or is running, or its job has a flow running"}},
+)
+def post_retry(request: Request, run_id: str, token: Writer) -> dict[str, Any]:
+    state = request.app.state
+    source, new_run = service.retry_run(state.store, state.launcher, token, run_id)
+    return service.retried_doc(source, new_run)
 
 
 @router.head("/artifacts/{sha256}", summary="An artifact's headers (size, type, ETag) without its bytes")

@@ -18,7 +18,9 @@ from emoflow.web.docs import add_docs
 from emoflow.web.headers import HeadFallback, PageHeaders
 from emoflow.web.launcher import Launcher
 from emoflow.web.limits import Limits
+from emoflow.web.live import ProgressBoard
 from kernel.errors import InputError, StoreError
+from kernel.progress import listening
 from kernel.runtime import configure_environment
 from stores.store import ArtifactStore
 
@@ -31,10 +33,13 @@ def create_app(store: ArtifactStore | None = None, limits: Limits | None = None,
     limits = limits or Limits()
     launcher = Launcher(workers)
 
+    progress = ProgressBoard()
+
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-        yield
-        launcher.shutdown()
+        with listening(progress):  # the fractions of stages this server's flows compute
+            yield
+            launcher.shutdown()
 
     app = FastAPI(
         title="emoflow inspector",
@@ -47,6 +52,7 @@ def create_app(store: ArtifactStore | None = None, limits: Limits | None = None,
     app.state.store = store or open_store()
     app.state.limits = limits
     app.state.launcher = launcher
+    app.state.progress = progress
 
     @app.middleware("http")
     async def limit_body(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:

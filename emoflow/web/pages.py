@@ -25,7 +25,8 @@ from stores.tokens import TokenRecord, verify_token
 
 router = APIRouter(prefix="/ui", include_in_schema=False)
 templates = Jinja2Templates(directory=Path(__file__).parent / "templates")
-STATUSES = ("running", "succeeded", "failed", "abandoned")  # abandoned: its worker's lease ran out
+# abandoned: its worker's lease ran out; cancelled: stopped on request
+STATUSES = ("running", "succeeded", "failed", "cancelled", "abandoned")
 # fields submit.html lays out by hand; every other job field goes under "More options"
 LAID_OUT = ("name", "script", "description", "tts_engine", "size", "fps", "seed", "head_motion")
 # the built-ins the form offers: skimage:chelsea (a cat) is left out, it always fails the face check
@@ -136,11 +137,29 @@ def run_page(request: Request, run_id: str) -> HTMLResponse:
         summary=service.run_summary(run),
         plan=run.plan_report(),
         active=request.app.state.launcher.active(run.job.id),
+        progress=request.app.state.progress.document(store, run),
         # the run's own events plus the job's run-less ones (submission)
         prefect_ui=_prefect_ui(run.prefect_flow_run_id),
         audit=[e for e in store.job_audit_events(run.job.id) if e.run_id in (None, run.id)],
         **_run_context(store, run),
     )
+
+
+@router.post("/runs/{run_id}/cancel")
+async def cancel_submit(request: Request, run_id: str) -> Response:
+    user = page_user(request, write=True)
+    run = await run_in_threadpool(service.cancel_run, request.app.state.store, user, run_id)
+    request.app.state.progress.forget(run.id)
+    return RedirectResponse(f"/ui/runs/{run.id}", status.HTTP_303_SEE_OTHER)
+
+
+@router.post("/runs/{run_id}/retry")
+async def retry_submit(request: Request, run_id: str) -> Response:
+    user = page_user(request, write=True)
+    state = request.app.state
+    # waits (off the event loop) for the new run to start, so the redirect can show it
+    source, new_run = await run_in_threadpool(service.retry_run, state.store, state.launcher, user, run_id)
+    return RedirectResponse(service.retried_doc(source, new_run)["page"], status.HTTP_303_SEE_OTHER)
 
 
 @router.get("/jobs/{job_id}")

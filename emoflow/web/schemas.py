@@ -93,3 +93,39 @@ class CurveEditedOut(BaseModel):
     curve: ArtifactOut  # the edited curve, already committed
     status: str
     url: str
+
+
+class StageProgressOut(BaseModel):
+    stage: str
+    status: str  # waiting, running, succeeded, cached or failed
+    fraction: float | None  # 0..1; None while a running stage reports no fraction
+    seconds: float | None
+    error: str | None
+
+
+class ProgressOut(BaseModel):
+    run_id: str
+    job_id: str
+    status: str
+    finished: bool
+    error: str | None
+    retryable: bool  # failed, cancelled or abandoned: POST /runs/{id}/retry runs it again
+    stalled: bool  # running, but its worker's lease has expired: it has probably died
+    cancelling: bool  # running, and asked to stop: it stops before its next stage
+    done: int  # stages succeeded or reused
+    stages: list[StageProgressOut]
+
+
+class CancelledOut(BaseModel):
+    run_id: str
+    status: str  # "cancelling": the run stops before its next stage
+    url: str
+
+
+class RetriedOut(BaseModel):
+    job_id: str
+    source_run_id: str
+    run_id: str | None  # the new run, once its flow has started it
+    status: str
+    url: str
+    page: str  # the new run's page, or the job's while the run has not started

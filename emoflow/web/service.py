@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import json
 import tempfile
+import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,7 +27,7 @@ from flows.rerender import commit_edited_curve, rerender, run_curve
 from kernel.errors import InputError, StoreError
 from kernel.jobs import BUILTIN_PORTRAIT_PREFIX, JobSpec, parse_job
 from kernel.settings import get_settings
-from stores.records import ArtifactRef, JobRecord, RunRecord
+from stores.records import ArtifactRef, JobRecord, RunRecord, RunStatus
 from stores.store import ArtifactStore
 from stores.tokens import TokenRecord
 
@@ -36,6 +37,8 @@ ACCEPTED = "send PNG, JPEG or WebP (image/png, image/jpeg or image/webp)"
 SERVER_SIDE_FIELDS = frozenset({"script_file", "output_dir", "submitter"})
 # what the API form and the submission page accept; `portrait` arrives as an upload or a built-in name
 JOB_FIELDS = tuple(n for n in JobSpec.model_fields if n not in SERVER_SIDE_FIELDS and n != "portrait")
+RETRYABLE = frozenset({RunStatus.FAILED, RunStatus.CANCELLED, RunStatus.ABANDONED})
+RETRY_WAIT_SECONDS = 10.0  # how long a retry waits for its flow to start the new run, to link to it
 
 
 @dataclass(frozen=True)
@@ -127,6 +130,77 @@ def edit_curve(
     curve, _ = commit_edited_curve(store, source.id, edits)
     launcher.launch(source.job.id, rerender, source.id, edits, token.name)
     return source, curve
+
+
+def cancel_run(store: ArtifactStore, token: TokenRecord, run_id: str) -> RunRecord:
+    """Ask a running run to stop; its flow ends it "cancelled" before its next stage (or within
+    about half a second of a stage that reports progress), keeping every step it committed."""
+    run = find_run(store, run_id)
+    store.reclaim_expired_leases(token.name)  # a run whose worker died is abandoned, not cancellable
+    if not store.request_cancel(run.id, token.name):
+        now = store.run(run.id).status
+        hint = "; retry it instead" if now in RETRYABLE else ""
+        raise HTTPException(status.HTTP_409_CONFLICT, f"run {run.id[:8]} is {now}, not running{hint}")
+    return store.run(run.id)
+
+
+def retry_run(
+    store: ArtifactStore,
+    launcher: Launcher,
+    token: TokenRecord,
+    run_id: str,
+    wait: float = RETRY_WAIT_SECONDS,
+) -> tuple[RunRecord, str | None]:
+    """Run a failed, cancelled or abandoned run's job again (or its curve edit again), reusing every
+    committed step by cache key; the new run's id once its flow has started it (None if it has not
+    within `wait` seconds: the job's page lists it when it does)."""
+    store.reclaim_expired_leases(token.name)  # so a run whose worker died shows as abandoned
+    source = find_run(store, run_id)
+    if source.status not in RETRYABLE:
+        raise HTTPException(
+            status.HTTP_409_CONFLICT,
+            f"run {source.id[:8]} is {source.status}: "
+            "only a failed, cancelled or abandoned run can be retried",
+        )
+    job_id = source.job.id
+    if launcher.active(job_id):
+        raise HTTPException(
+            status.HTTP_409_CONFLICT, f"a flow for job {job_id[:8]} is already queued or running"
+        )
+    before = {r.id for r in store.job_runs(job_id)}
+    edit = next((e for e in store.audit_events(source.id) if e.action == "curve.edit"), None)
+    store.record_event(
+        "run.retry", token.name, job_id=job_id, run_id=source.id, details={"edit": edit is not None}
+    )
+    if edit is None:
+        launcher.launch(job_id, narrate, job_id)
+    else:  # the same edit of the same source curve: the same job spec as the run it retries
+        edits = [
+            {"start": e["first"], "stop": e["stop"], "label": e["label"], "intensity": e["intensity"]}
+            for e in edit.details["edits"]
+        ]
+        launcher.launch(job_id, rerender, edit.details["source_run"], edits, token.name)
+    deadline = time.monotonic() + wait
+    while time.monotonic() < deadline:
+        started = [r.id for r in store.job_runs(job_id) if r.id not in before]
+        if started:
+            return source, started[-1]
+        if not launcher.active(job_id):  # the flow ended before starting a run (its error is on the job)
+            break
+        time.sleep(0.1)
+    return source, None
+
+
+def retried_doc(source: RunRecord, new_run: str | None) -> dict[str, Any]:
+    job_id = source.job.id
+    return {
+        "job_id": job_id,
+        "source_run_id": source.id,
+        "run_id": new_run,
+        "status": "running" if new_run else "queued",
+        "url": f"/runs/{new_run}" if new_run else f"/jobs/{job_id}",
+        "page": f"/ui/runs/{new_run}" if new_run else f"/ui/jobs/{job_id}",
+    }
 
 
 def find_run(store: ArtifactStore, run_id: str) -> RunRecord:

@@ -10,8 +10,15 @@ from tests.stores.helpers import new_run, portrait, step
 
 
 def test_values_are_the_stored_strings() -> None:
-    assert [s.value for s in JobStatus] == ["pending", "claimed", "running", "succeeded", "failed"]
-    assert [s.value for s in RunStatus] == ["running", "succeeded", "failed", "abandoned"]
+    assert [s.value for s in JobStatus] == [
+        "pending",
+        "claimed",
+        "running",
+        "succeeded",
+        "failed",
+        "cancelled",
+    ]
+    assert [s.value for s in RunStatus] == ["running", "succeeded", "failed", "abandoned", "cancelled"]
     assert [s.value for s in StepStatus] == ["running", "succeeded", "failed", "cached", "invalidated"]
     assert StepStatus.CACHED == "cached" and f"{RunStatus.FAILED}" == "failed"
     assert {"succeeded": 1}[StepStatus.SUCCEEDED] == 1
