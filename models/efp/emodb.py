@@ -18,6 +18,7 @@ no facial display); `surprise` never occurs.
 from __future__ import annotations
 
 import csv
+import math
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -140,7 +141,8 @@ class GermanAligner:
                 if end >= duration - FRAME_S:
                     break  # the cut left only a sliver of this word
                 end = start + MIN_WORD_S  # DTW collapsed a short word: give it a minimal span
-            spans.append((word.text, round(start, 3), round(min(end, duration), 3)))
+            # rounded to ms, but never past the last sample (round() can go 0.5 ms beyond it)
+            spans.append((word.text, round(start, 3), min(round(end, 3), math.floor(duration * 1000) / 1000)))
             previous_end = spans[-1][2]
         return spans
 
