@@ -11,6 +11,7 @@ Run: .venv/bin/python bench/emodb_prosody.py --data ../shared/data \
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import platform
 import sys
@@ -27,9 +28,15 @@ from models.evaluate.prosody import ClipProsody, emodb_profile, measure  # noqa:
 CACHE = ROOT / "outputs" / "bench" / "emodb_prosody_clips.json"
 
 
+@functools.cache
+def _cache() -> dict[str, dict[str, float] | None]:
+    """CACHE as read once per run; `_measured` adds to it and writes it back."""
+    return json.loads(CACHE.read_text(encoding="utf-8")) if CACHE.is_file() else {}
+
+
 def _measured(path: Path) -> ClipProsody:
     """One clip's prosody, kept in CACHE by file name and size (EmoDB's files do not change)."""
-    cache = json.loads(CACHE.read_text(encoding="utf-8")) if CACHE.is_file() else {}
+    cache = _cache()
     key = f"{path.name}:{path.stat().st_size}"
     if key not in cache:
         samples, rate = sf.read(path, dtype="float32", always_2d=False)
