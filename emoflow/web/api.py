@@ -273,6 +273,9 @@ def get_artifact(
     name: Annotated[
         str | None, Query(max_length=200, description="file name to save as; the extension follows the type")
     ] = None,
+    download: Annotated[
+        bool, Query(description="send as an attachment (the browser saves it) rather than inline")
+    ] = False,
 ) -> Response:
     if not SHA256.match(sha256):
         raise HTTPException(status.HTTP_404_NOT_FOUND, "artifacts are addressed by a full lowercase sha256")
@@ -296,7 +299,8 @@ def get_artifact(
         media_type=ref.media_type,
         headers=headers,
         filename=download_name(ref.kind, ref.media_type, name),
-        content_disposition_type="inline",  # viewable in a tab; the name is for "save as"
+        # inline: viewable in a tab, the name is for "save as"; attachment: the run page's download links
+        content_disposition_type="attachment" if download else "inline",
         stat_result=os.stat(path),
     )
 

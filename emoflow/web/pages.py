@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import re
+import threading
+import time
+from collections import OrderedDict
 from collections.abc import Mapping
 from functools import cache
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 from fastapi import APIRouter, Form, HTTPException, Request, status
 from fastapi.concurrency import run_in_threadpool
@@ -14,13 +19,13 @@ from fastapi.responses import HTMLResponse, PlainTextResponse, RedirectResponse,
 from fastapi.templating import Jinja2Templates
 from starlette.datastructures import UploadFile
 
-from emoflow.web import service, views
-from emoflow.web.api import filter_runs
+from emoflow.web import compare, service, views
+from emoflow.web.api import download_name, filter_runs
 from emoflow.web.auth import COOKIE, require_same_origin
 from flows.rerender import emotion_colors
-from kernel.errors import InputError
+from kernel.errors import InputError, StoreError
 from kernel.jobs import JobSpec
-from stores.records import RunRecord
+from stores.records import ArtifactRef, RunRecord
 from stores.tokens import TokenRecord, verify_token
 
 router = APIRouter(prefix="/ui", include_in_schema=False)
@@ -32,6 +37,7 @@ LAID_OUT = ("name", "script", "description", "tts_engine", "size", "fps", "seed"
 # the built-ins the form offers: skimage:chelsea (a cat) is left out, it always fails the face check
 FORM_BUILTINS = ("skimage:astronaut",)
 _COLOR = re.compile(r"#[0-9A-Fa-f]{3,8}")
+EDIT_WAIT_SECONDS = 10.0  # how long saving an edit waits for the re-render to start, to link to it
 
 
 def emotion_class(label: Any) -> str:
@@ -129,6 +135,7 @@ def run_page(request: Request, run_id: str) -> HTMLResponse:
     user = page_user(request)
     store = request.app.state.store
     run = service.find_run(store, run_id)
+    context = _run_context(store, run)
     return render(
         request,
         "run.html",
@@ -141,7 +148,8 @@ def run_page(request: Request, run_id: str) -> HTMLResponse:
         # the run's own events plus the job's run-less ones (submission)
         prefect_ui=_prefect_ui(run.prefect_flow_run_id),
         audit=[e for e in store.job_audit_events(run.job.id) if e.run_id in (None, run.id)],
-        **_run_context(store, run),
+        **context,
+        delivery=_delivery(store, run, context["curve_ref"]),
     )
 
 
@@ -222,11 +230,13 @@ def edit_page(request: Request, run_id: str) -> HTMLResponse:
     user = page_user(request)
     store = request.app.state.store
     run = service.find_run(store, run_id)
-    return render(request, "edit.html", user=user, run=run, **_run_context(store, run))
+    return render(request, "edit.html", user=user, run=run, **_editor_context(store, run))
 
 
 @router.post("/runs/{run_id}/edit")
 async def edit_submit(request: Request, run_id: str) -> Response:
+    """Commit the edited curve, then show the re-render's own page (its live progress) once its flow
+    has started it; the job's page if it has not started within EDIT_WAIT_SECONDS."""
     user = page_user(request, write=True)
     state = request.app.state
     run = service.find_run(state.store, run_id)
@@ -235,12 +245,15 @@ async def edit_submit(request: Request, run_id: str) -> Response:
     if found is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"run {run_id} has no emotion curve")
     edits = form_edits(found[1], form)
+    before = {r.id for r in state.store.job_runs(run.job.id)}
     try:
         await run_in_threadpool(service.edit_curve, state.store, state.launcher, user, run.id, edits)
     except InputError as exc:
-        context = _run_context(state.store, run)
+        context = _editor_context(state.store, run)
         return render(request, "edit.html", 422, user=user, run=run, error=str(exc), **context)
-    return RedirectResponse(f"/ui/jobs/{run.job.id}", status.HTTP_303_SEE_OTHER)
+    new_run = await run_in_threadpool(_started_run, state.store, state.launcher, run.job.id, before)
+    target = f"/ui/runs/{new_run}" if new_run else f"/ui/jobs/{run.job.id}"
+    return RedirectResponse(target, status.HTTP_303_SEE_OTHER)
 
 
 @router.get("/compare")
@@ -250,24 +263,42 @@ def compare_page(request: Request, a: str, b: str) -> HTMLResponse:
     sides = []
     for run_id in (a, b):
         run = service.find_run(store, run_id)
-        sides.append({"run": run, "summary": service.run_summary(run), **_run_context(store, run)})
-    return render(request, "compare.html", user=user, sides=sides)
+        playback = compare.playback_media(run.steps)
+        sides.append(
+            {
+                "run": run,
+                "summary": service.run_summary(run),
+                "playback": {"name": playback[0], "ref": playback[1]} if playback else None,
+                **_run_context(store, run),
+            }
+        )
+    return render(
+        request,
+        "compare.html",
+        user=user,
+        sides=sides,
+        words=compare.word_rows(sides[0]["curve"], sides[1]["curve"]),
+        stages=compare.stage_rows(sides[0]["run"].steps, sides[1]["run"].steps),
+        threshold=compare.INTENSITY_CHANGE,
+    )
 
 
 def form_edits(curve: dict[str, Any], form: Any) -> list[dict[str, Any]]:
-    """Per-word rows that differ from the curve, then the optional span row (applied last)."""
-    edits: list[dict[str, Any]] = []
+    """Per-word rows that differ from the curve (neighbours given the same label and intensity
+    become one span, as the transcript editor selects them), then the optional span row (applied last)."""
+    changed: list[tuple[int, Any, Any]] = []
     for point in curve["points"]:
         i = point["index"]
         label, intensity = form.get(f"label_{i}"), form.get(f"intensity_{i}")
         if label is None or intensity is None:
             continue
         try:
-            changed = label != point["label"] or abs(float(intensity) - point["intensity"]) > 1e-6
+            differs = label != point["label"] or abs(float(intensity) - point["intensity"]) > 1e-6
         except ValueError:
-            changed = True  # let validation name the bad number
-        if changed:
-            edits.append({"index": i, "label": label, "intensity": intensity})
+            differs = True  # let validation name the bad number
+        if differs:
+            changed.append((i, label, intensity))
+    edits = _spans(changed)
     if form.get("span_start") not in (None, "") and form.get("span_stop") not in (None, ""):
         edits.append(
             {
@@ -280,9 +311,55 @@ def form_edits(curve: dict[str, Any], form: Any) -> list[dict[str, Any]]:
     return edits
 
 
+def _spans(changed: list[tuple[int, Any, Any]]) -> list[dict[str, Any]]:
+    """(index, label, intensity) rows in index order as edits: a run of neighbours that got the very
+    same label and intensity is one {start, stop} span, a lone word one {index}."""
+    runs: list[list[tuple[int, Any, Any]]] = []
+    for row in changed:
+        last = runs[-1][-1] if runs else None
+        if last is not None and row[0] == last[0] + 1 and row[1:] == last[1:]:
+            runs[-1].append(row)
+        else:
+            runs.append([row])
+    edits: list[dict[str, Any]] = []
+    for group in runs:
+        first, label, intensity = group[0]
+        if len(group) == 1:
+            edits.append({"index": first, "label": label, "intensity": intensity})
+        else:
+            edits.append({"start": first, "stop": first + len(group), "label": label, "intensity": intensity})
+    return edits
+
+
+def _started_run(
+    store: Any, launcher: Any, job_id: str, before: set[str], wait: float = EDIT_WAIT_SECONDS
+) -> str | None:
+    """The id of the job's run that is not in `before`, once a flow has started it (None when none
+    has within `wait` seconds, or the flow ended without one: its error is on the job's page)."""
+    deadline = time.monotonic() + wait
+    while time.monotonic() < deadline:
+        started = [r.id for r in store.job_runs(job_id) if r.id not in before]
+        if started:
+            return str(started[-1])
+        if not launcher.active(job_id):
+            return None
+        time.sleep(0.1)
+    return None
+
+
+def _editor_context(store: Any, run: RunRecord) -> dict[str, Any]:
+    """What edit.html needs besides the run's page context: the speech the word timings refer to
+    (for Preview) and the curve plot's height (editor.js redraws the bars it changes)."""
+    speech = next(
+        (s.outputs["speech"] for s in run.steps if s.stage == "speak" and "speech" in s.outputs), None
+    )
+    plot = {"height": views.HEIGHT, "min_bar": views.MIN_BAR, "min_opacity": views.MIN_OPACITY}
+    return {**_run_context(store, run), "speech": speech, "plot": plot}
+
+
 def _run_context(store: Any, run: RunRecord) -> dict[str, Any]:
     colors = emotion_colors()
-    found = service.curve_document(store, run)
+    found = _curve_of(store, run)
     curve = found[1] if found else None
     media = [
         {"stage": s.stage, "name": n, "ref": ref}
@@ -294,11 +371,102 @@ def _run_context(store: Any, run: RunRecord) -> dict[str, Any]:
         "colors": colors,
         "curve": curve,
         "curve_ref": found[0] if found else None,
-        "curve_svg": views.curve_svg(curve, colors) if curve else None,
+        "curve_svg": _curve_picture(found[0].sha256, found[1], colors) if found else None,
         "explain": views.explain,
         "timeline": views.timeline(run),
         "media": media,
     }
+
+
+def _curve_of(store: Any, run: RunRecord) -> tuple[ArtifactRef, dict[str, Any]] | None:
+    """The curve the run rendered (its feel step's output, as service.curve_document finds it) read
+    from the run already loaded: service.curve_document loads the whole run again, which was a third
+    of the run page's server time."""
+    ref = next((s.outputs["curve"] for s in run.steps if s.stage == "feel" and "curve" in s.outputs), None)
+    if ref is None:
+        return None
+    return ref, json.loads(store.read_bytes(ref.sha256))  # read_bytes verifies the hash
+
+
+def _curve_picture(sha256: str, curve: dict[str, Any], colors: dict[str, str]) -> str:
+    """views.curve_svg, kept per curve artifact: the artifact is content-addressed, so its picture
+    only changes with the colours (part of the key)."""
+    key = (sha256, tuple(colors.items()))
+    with _SVG_LOCK:
+        found = _SVG_CACHE.get(key)
+        if found is not None:
+            _SVG_CACHE.move_to_end(key)
+            return found
+    svg = views.curve_svg(curve, colors)
+    with _SVG_LOCK:
+        _SVG_CACHE[key] = svg
+        while len(_SVG_CACHE) > _SVG_CACHE_SIZE:
+            _SVG_CACHE.popitem(last=False)
+    return svg
+
+
+_SVG_CACHE: OrderedDict[tuple[str, tuple[tuple[str, str], ...]], str] = OrderedDict()
+_SVG_CACHE_SIZE = 256
+_SVG_LOCK = threading.Lock()
+
+
+# what the run page offers to download, in order: (publish output or "curve", label, file name suffix)
+DOWNLOADS = (
+    ("video", "Video", ""),
+    ("delivery_speech", "Speech", "-speech"),
+    ("captions", "Captions", ""),
+    ("curve", "Emotion curve", "-curve"),
+    ("curve_plot", "Curve plot", "-curve"),
+)
+
+
+def _delivery(store: Any, run: RunRecord, curve_ref: ArtifactRef | None) -> dict[str, Any] | None:
+    """What a finished run delivered, for the top of its page: the video with its captions track, the
+    portrait it was rendered from, and download links under real file names (`<job>-<run8>.mp4`).
+    None while the run has published nothing (it is running, or failed before publish)."""
+    publish = next((s for s in reversed(run.steps) if s.stage == "publish" and "video" in s.outputs), None)
+    if publish is None:
+        return None
+    outputs = dict(publish.outputs)
+    if curve_ref is not None:
+        outputs["curve"] = curve_ref
+    stem = f"{run.job.name}-{run.id[:8]}"
+    downloads = []
+    for key, label, suffix in DOWNLOADS:
+        ref = outputs.get(key)
+        if ref is None:
+            continue
+        name = download_name(ref.kind, ref.media_type, stem + suffix)  # only [A-Za-z0-9._-]
+        downloads.append(
+            {
+                "label": label,
+                "name": name,
+                "ref": ref,
+                "href": f"/artifacts/{ref.sha256}?{urlencode({'name': name, 'download': 1})}",
+            }
+        )
+    return {
+        "video": publish.outputs["video"],
+        "captions": publish.outputs.get("captions"),
+        "portrait": _portrait(store, run),
+        "downloads": downloads,
+        "size": run.job.options.get("size"),
+        "fps": run.job.options.get("fps"),
+    }
+
+
+def _portrait(store: Any, run: RunRecord) -> ArtifactRef | None:
+    """The job's portrait as an artifact: from a step that read it, else from the store."""
+    sha = run.job.portrait_sha256
+    for step in run.steps:
+        for ref in step.inputs.values():
+            if ref.sha256 == sha:
+                return ref
+    try:
+        found: ArtifactRef = store.artifact(sha)
+    except StoreError:
+        return None
+    return found
 
 
 def _submit_context() -> dict[str, Any]:

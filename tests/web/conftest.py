@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -97,3 +98,38 @@ def png_bytes(image: Any, size: int | None = None) -> bytes:
     buffer = io.BytesIO()
     picture.save(buffer, format="PNG")
     return buffer.getvalue()
+
+
+@contextmanager
+def serving(app: Any, lifespan: str = "off") -> Iterator[str]:
+    """`app` served by uvicorn on a free loopback port, for a real browser; yields its base URL.
+    lifespan "off" (the default) leaves the app's launcher as the TestClient that entered it has it."""
+    import socket
+    import threading
+
+    import uvicorn
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan=lifespan)
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert server.started, "uvicorn did not start within 30 s"
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
+
+
+def log_in(page: Any, url: str, secret: str) -> None:
+    """Log a Playwright page in to the inspector at `url` with a token's secret."""
+    page.goto(f"{url}/ui/login")
+    page.fill("input[name=token]", secret)
+    with page.expect_navigation():
+        page.click("button:has-text('Log in')")

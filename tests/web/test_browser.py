@@ -122,6 +122,7 @@ def test_submit_play_inspect_and_edit_in_a_browser(inspector_url: str, tmp_path:
 
         # edit one word's emotion: only the edit, render and publish run again
         page.goto(f"{inspector_url}/ui/runs/{run.id}/edit")
+        page.click("details.word-table summary")  # editor.js folds the word table away
         page.select_option("select[name=label_3]", "angry")
         page.screenshot(path=str(tmp_path / "edit.png"), full_page=True)
         page.click("button:has-text('Save curve and re-render')")

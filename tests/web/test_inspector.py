@@ -295,9 +295,10 @@ def test_curve_editor_form_saves_changed_words_and_rerenders(
     last = source["points"][-1]["index"]
     form[f"label_{last}"], form[f"intensity_{last}"] = "sad", "0.6"
     saved = client.post(f"/ui/runs/{narrated['run_id']}/edit", data=form, follow_redirects=False)
-    assert saved.status_code == 303 and saved.headers["location"] == f"/ui/jobs/{narrated['job_id']}"
+    assert saved.status_code == 303, saved.text
     job = inspector.wait(narrated["job_id"])
     newest = job["runs"][-1]
+    assert saved.headers["location"] == f"/ui/runs/{newest['id']}"  # the re-render's page: its progress
     assert newest["status"] == "succeeded" and newest["computed"] == ["feel", "render", "publish"]
     curve = api.get(f"/runs/{newest['id']}/curve", headers=inspector.viewer).json()["curve"]
     changed = [p["index"] for p, q in zip(curve["points"], source["points"], strict=True) if p != q]
