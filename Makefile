@@ -23,7 +23,8 @@ demo: install
 	$(BIN)/emoflow narrate examples/demo/job.yaml
 
 test: install
-	$(BIN)/python -m pytest -q --durations=25  # the slowest tests, to keep .ci/run under 15 min
+	# one worker per core, a file per worker at a time (module fixtures stay shared), longest files first
+	$(BIN)/python -m pytest -q -n auto --dist loadfile --no-loadscopereorder --durations=25
 
 lint: install
 	$(BIN)/ruff check .

@@ -22,8 +22,27 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["EMOFLOW_PREFECT_SERVER"] = "ephemeral"
 
 
+def _worker_database(url: str | None) -> str | None:
+    """Under pytest-xdist each worker gets a database of its own on the shared server: the tests empty
+    theirs before they start, which would pull tables from under another worker's test."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    if not url or not worker:
+        return url
+    from sqlalchemy import create_engine, make_url, text
+
+    base = make_url(url)
+    name = f"{base.database}_{worker}"
+    engine = create_engine(base, isolation_level="AUTOCOMMIT")  # CREATE DATABASE cannot run in a transaction
+    with engine.connect() as connection:
+        found = connection.execute(text("SELECT 1 FROM pg_database WHERE datname = :n"), {"n": name}).first()
+        if found is None:
+            connection.execute(text(f'CREATE DATABASE "{name}"'))
+    engine.dispose()
+    return base.set(database=name).render_as_string(hide_password=False)
+
+
 # CI starts a throwaway PostgreSQL (.ci/postgres.sh); then store and flow tests run on both databases.
-POSTGRES_URL = os.environ.get("EMOFLOW_TEST_POSTGRES_URL")
+POSTGRES_URL = _worker_database(os.environ.get("EMOFLOW_TEST_POSTGRES_URL"))
 BACKENDS = ["sqlite", "postgresql"] if POSTGRES_URL else ["sqlite"]
 
 
@@ -85,3 +104,11 @@ def one_thread() -> Iterator[None]:
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The long end-to-end files first: under pytest-xdist (`make test`) a 2-minute file that starts last
+    keeps one worker busy while the other idles. The sort is stable, so each file stays in order."""
+    items.sort(
+        key=lambda item: 0 if "reliability" in item.path.parts or item.get_closest_marker("slow") else 1
+    )

@@ -71,9 +71,11 @@ def answers(url: str) -> bool:
         return False
 
 
-def kill_host(host: str) -> int:
-    """SIGKILL every process of one pretend host: its worker and the flow runs it started (Prefect starts
-    those in sessions of their own, so killing the worker's process group is not enough)."""
+def kill_host(home: Path) -> int:
+    """SIGKILL every process of one pretend host, found by its EMOFLOW_HOME: its worker and the flow runs
+    it started (Prefect starts those in sessions of their own, so killing the worker's process group is
+    not enough). The home, not the host name, because another test's cluster may run a host of that name."""
+    marker = f"EMOFLOW_HOME={home}".encode()
     killed = 0
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
@@ -82,7 +84,7 @@ def kill_host(host: str) -> int:
             environ = (entry / "environ").read_bytes().split(b"\0")
         except OSError:
             continue
-        if f"EMOFLOW_HOST_NAME={host}".encode() in environ:
+        if marker in environ:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(int(entry.name), signal.SIGKILL)
                 killed += 1
@@ -92,8 +94,10 @@ def kill_host(host: str) -> int:
 class Cluster:
     def __init__(self, workdir: Path, postgres_url: str, lease_seconds: float = 4.0) -> None:
         self.workdir = workdir
-        self.store_url = fresh_database(postgres_url, "emoflow_cluster")
-        prefect_db = fresh_database(postgres_url, "prefect_cluster")
+        # named after the given database, which is per pytest-xdist worker: clusters may run side by side
+        base = make_url(postgres_url).database
+        self.store_url = fresh_database(postgres_url, f"{base}_cluster_store")
+        prefect_db = fresh_database(postgres_url, f"{base}_cluster_prefect")
         self.prefect_db = make_url(prefect_db).set(drivername="postgresql+asyncpg")
         self.s3_port, self.api_port = free_port(), free_port()
         self.api = f"http://127.0.0.1:{self.api_port}/api"
@@ -170,7 +174,7 @@ class Cluster:
         self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
     ) -> None:
         for host in self.hosts:
-            kill_host(host)
+            self.kill_host(host)
         for process in reversed(self._processes):
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(process.pid, signal.SIGKILL)
@@ -203,6 +207,9 @@ class Cluster:
         command = [str(BIN / "prefect"), "worker", "start", "--pool", pool, "--name", host]
         self._start([*command, "--limit", "1"], env, f"{host}.log")
         self.hosts.append(host)
+
+    def kill_host(self, host: str) -> int:
+        return kill_host(self.workdir / host)
 
     def run_deployment(self) -> None:
         self.run([str(BIN / "prefect"), "deployment", "run", DEPLOYMENT])

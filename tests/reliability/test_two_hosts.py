@@ -17,7 +17,7 @@ from stores.records import RunRecord
 from stores.status import JobStatus, RunStatus
 from stores.verify import verify_store
 from tests.conftest import POSTGRES_URL
-from tests.reliability.cluster import Cluster, kill_host, wait_for
+from tests.reliability.cluster import Cluster, wait_for
 from tests.reliability.helpers import FAST_JOB
 
 JOBS = 4
@@ -56,7 +56,7 @@ def test_two_workers_drain_one_store_and_survive_one_dying(
             "host-a rendering",
         )
         (killed,) = held_by_a()
-        assert kill_host("host-a") >= 2  # the host dies: its worker and the flow run it started
+        assert cluster.kill_host("host-a") >= 2  # the host dies: its worker and the flow run it started
         committed = {step.stage for step in killed.steps if step.status == "succeeded"}
 
         def jobs_succeeded() -> int:
