@@ -2,7 +2,7 @@
 
 Sections (all on this machine's CPU, engines as shipped):
 - rtf:      real-time factor (synthesis seconds / audio seconds) of each engine on a ~30 s script with
-            four emotions, Piper with and without WORLD reshaping; voice load time reported apart.
+            four emotions, Piper with and without PSOLA reshaping; voice load time reported apart.
 - prosody:  per engine, emotion and intensity 0.3 / 0.6 / 1.0 on the same three sentences: mean F0
             change (semitones, pYIN), F0 range ratio (10-90th percentile span), energy change (dB over
             speaking frames) and speaking-rate ratio (words per second), all relative to neutral,
@@ -13,8 +13,9 @@ Sections (all on this machine's CPU, engines as shipped):
 - quality:  whether Piper's reshaping stays natural (models/evaluate/speech_quality.py): the largest F0
             step near a word boundary where the emotion changes mid-sentence (against the same boundary
             in the neutral reading), clicks, and the MFCC distance of each emotion's reshaped speech from
-            the same plan spoken without WORLD (piper-noshape), and pYIN's voiced share of both; neutral
-            must come out unchanged.
+            the same plan spoken without reshaping (piper-noshape), and pYIN's voiced share of both and
+            of the unreshaped speech resampled to the row's pitch shift (periodicity intact: what pitch
+            alone does to pYIN's voicing); neutral must come out unchanged.
 
 Writes bench/results/speech.json and prints the Markdown tables of bench/README.md.
 Run: .venv/bin/python bench/speech.py [--sections rtf,prosody,align,memory,quality] [--out PATH]
@@ -101,16 +102,19 @@ def bench_rtf() -> dict[str, Any]:
         started = time.perf_counter()
         engine.synthesize(make_plan("Warm up."))  # loads the voice
         load = time.perf_counter() - started
-        runs = []
+        runs, cpu = [], []
         for _ in range(2):
-            started = time.perf_counter()
+            started, started_cpu = time.perf_counter(), time.process_time()
             speech = engine.synthesize(plan)
             runs.append(time.perf_counter() - started)
+            cpu.append(time.process_time() - started_cpu)
         results[name] = {
             "version": engine.version,
             "audio_s": round(speech.duration, 2),
             "synth_s": round(min(runs), 3),
             "rtf": round(min(runs) / speech.duration, 4),
+            # CPU seconds of this process (all its threads): less moved by other jobs on a shared machine
+            "cpu_rtf": round(min(cpu) / speech.duration, 4),
             "load_s": round(load, 2),
         }
         print(f"rtf {name}: {results[name]}", flush=True)
@@ -304,13 +308,18 @@ QUALITY_EMOTIONS = ("happy", "sad", "angry", "fear", "disgust", "surprise")
 
 
 def bench_quality() -> dict[str, Any]:
-    from models.evaluate.speech_quality import boundary_jumps, clicks, spectral_distortion, voiced_share
+    import librosa
 
+    from models.evaluate.speech_quality import boundary_jumps, clicks, spectral_distortion, voiced_share
+    from models.vocabulary import load_vocabulary
+
+    vocabulary = load_vocabulary()
     shaped, plain = engines()["piper"], engines()["piper-noshape"]
     rows: dict[str, Any] = {}
     for label in ("neutral", *QUALITY_EMOTIONS):
         jumps, baseline, n_clicks, n_clicks_plain, distances, seconds = [], [], 0, 0, [], 0.0
-        voiced, voiced_plain = [], []
+        voiced, voiced_plain, voiced_resampled = [], [], []
+        shift = 0.0 if label == "neutral" else vocabulary.emotion(label).prosody.pitch_semitones
         for sentence in SENTENCES:
             whole = make_plan(sentence, (label, 0.0 if label == "neutral" else 1.0))
             speech, reference = shaped.synthesize(whole), plain.synthesize(whole)
@@ -320,6 +329,12 @@ def bench_quality() -> dict[str, Any]:
             seconds += speech.duration
             voiced.append(voiced_share(speech.samples, speech.sample_rate))
             voiced_plain.append(voiced_share(reference.samples, reference.sample_rate))
+            # the same speech with its pitch moved by resampling, which cannot add noise
+            rate = reference.sample_rate
+            moved = librosa.resample(
+                reference.samples, orig_sr=round(rate * 2 ** (shift / 12)), target_sr=rate
+            )
+            voiced_resampled.append(voiced_share(moved, rate))
             if label == "neutral":
                 continue
             # the emotion starts halfway through the sentence
@@ -343,6 +358,7 @@ def bench_quality() -> dict[str, Any]:
             "audio_s": round(seconds, 1),
             "voiced_share": round(float(np.mean(voiced)), 3),
             "voiced_share_noshape": round(float(np.mean(voiced_plain)), 3),
+            "voiced_share_resampled": round(float(np.mean(voiced_resampled)), 3),
             "boundary_jump_st": None if not jumps else round(float(np.nanmax(jumps)), 2),
             "neutral_boundary_jump_st": None if not baseline else round(float(np.nanmax(baseline)), 2),
         }
@@ -360,12 +376,14 @@ def markdown(results: dict[str, Any]) -> str:
     lines: list[str] = []
     if "rtf" in results:
         lines += [
-            "| engine | version | audio (s) | synthesis (s) | real-time factor | voice load (s) |",
-            "|---|---|---|---|---|---|",
+            "| engine | version | audio (s) | synthesis (s) | real-time factor | CPU seconds per second "
+            "| voice load (s) |",
+            "|---|---|---|---|---|---|---|",
         ]
         for name, r in results["rtf"].items():
             lines.append(
-                f"| {name} | {r['version']} | {r['audio_s']} | {r['synth_s']} | {r['rtf']} | {r['load_s']} |"
+                f"| {name} | {r['version']} | {r['audio_s']} | {r['synth_s']} | {r['rtf']} "
+                f"| {r.get('cpu_rtf', '-')} | {r['load_s']} |"
             )
         lines.append("")
     for engine, table in results.get("prosody", {}).items():
@@ -412,9 +430,9 @@ def markdown(results: dict[str, Any]) -> str:
         lines.append("")
     if "quality" in results:
         lines += [
-            "| emotion at 1.0 | MFCC distance from no-WORLD speech | clicks (noshape) | audio (s) "
+            "| emotion at 1.0 | MFCC distance from unreshaped speech | clicks (noshape) | audio (s) "
             "| largest F0 step at the mid-sentence change (st) | same boundary, neutral reading (st) "
-            "| voiced share (noshape) |",
+            "| voiced share (noshape; resampled to the row's pitch) |",
             "|---|---|---|---|---|---|---|",
         ]
         for label, r in results["quality"].items():
@@ -422,7 +440,8 @@ def markdown(results: dict[str, Any]) -> str:
             base = "-" if r["neutral_boundary_jump_st"] is None else r["neutral_boundary_jump_st"]
             lines.append(
                 f"| {label} | {r['mfcc_distance']} | {r['clicks']} ({r['clicks_noshape']}) | {r['audio_s']} "
-                f"| {jump} | {base} | {r['voiced_share']:.2f} ({r['voiced_share_noshape']:.2f}) |"
+                f"| {jump} | {base} | {r['voiced_share']:.2f} ({r['voiced_share_noshape']:.2f}; "
+                f"{r.get('voiced_share_resampled', float('nan')):.2f}) |"
             )
         lines.append("")
     return "\n".join(lines)

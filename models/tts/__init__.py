@@ -1,6 +1,6 @@
 """Speech engines, chosen by name: `get_speech_engine("piper")` or `get_speech_engine("espeak")`.
 
-- piper: natural neural voice (en_US-joe-medium), emotion through rate, WORLD pitch/energy reshaping
+- piper: natural neural voice (en_US-joe-medium), emotion through rate, PSOLA pitch/energy reshaping
   and pauses; deterministic (seeded noise); real-time factor about 0.04 plain, 0.1-0.2 reshaped.
 - espeak: espeak-ng formant voice, emotion through SSML prosody; instant (output length can vary
   by a few ms between identical calls).

@@ -12,9 +12,11 @@ How the plan becomes speech:
 3. Piper's phoneme alignments are grouped on spaces and punctuation into word units and matched to
    the plan words (`common.match_unit_counts`: each plan word is phonemised alone to know how many
    groups it should give, which handles "I am" -> one group, "1995" -> three).
-4. Each word is reshaped with WORLD (`shaping.reshape`): pitch shift and pitch-range scaling, gain, and
-   the residual rate of words whose emotion differs from the sentence's. All targets glide over ~80 ms.
-   Sentences whose words ask for no pitch or tempo change skip WORLD and only get a smooth gain.
+4. Each word is reshaped by pitch-synchronous overlap-add (`shaping.reshape`, `psola`): pitch shift,
+   pitch-range scaling and declination, the residual rate of words whose emotion differs from the
+   sentence's, spectral tilt as an STFT filter, and gain. All targets glide over ~80 ms. Sentences whose
+   words ask for no pitch, tempo or tilt change skip the resynthesis and only get a smooth gain, so
+   neutral speech is Piper's own audio. The rows' breathiness (`breath_db`) is not applied.
 5. A segment's `pause_ms` is inserted after its last word: between sentences as extra silence, inside a
    sentence as silence cut in at the quietest 10 ms near the word boundary with 8 ms fades.
 6. Sentences are butted together with 5 ms fades and a short gap; the mix keeps its level (so angry is
@@ -45,7 +47,7 @@ from kernel.threads import onnx_intra_op_threads
 from models.identity import EngineIdentity, describe
 from models.tts import common, streaming
 from models.tts.common import Sentence, Unit, WordSpan
-from models.tts.shaping import TimeMap, WordShape, apply_gain, needs_world, reshape
+from models.tts.shaping import TimeMap, WordShape, apply_gain, needs_resynthesis, reshape
 from models.types import EmotionPlan, ProgressFn, Speech
 from models.vocabulary import PROSODY_PARTS, Prosody, Vocabulary, load_vocabulary, vocabulary_table
 
@@ -73,10 +75,10 @@ def length_scale_for(rate: float) -> float:
 
 
 class PiperEngine(streaming.StreamingSynthesis):
-    """Natural-sounding speech; emotion through length_scale, WORLD reshaping and pauses."""
+    """Natural-sounding speech; emotion through length_scale, PSOLA reshaping and pauses."""
 
     name = "piper"
-    base_version = "1.2.0"
+    base_version = "1.3.0"
 
     def __init__(
         self,
@@ -298,7 +300,7 @@ class PiperEngine(streaming.StreamingSynthesis):
             )
             for span, p in zip(spans, local, strict=True)
         ]
-        if self.reshape and needs_world(shapes):
+        if self.reshape and needs_resynthesis(shapes):
             audio, time_map = reshape(audio, sample_rate, shapes)
             spans = [_map_span(span, time_map) for span in spans]
         else:

@@ -1,4 +1,4 @@
-"""Speech engines, tested on real voices (Piper + WORLD, espeak-ng) with plans built by hand."""
+"""Speech engines, tested on real voices (Piper + PSOLA reshaping, espeak-ng) with plans built by hand."""
 
 from __future__ import annotations
 
