@@ -1,11 +1,12 @@
 """Build the preview renderer's real-face tables from MEAD actors (run by hand; the outputs are committed).
 
-    python bench/face_tables.py ../shared/data/mead ../shared/data/portraits
+    python bench/face_tables.py ../shared/data/mead ../shared/data/portraits [--speech-report REPORT]
 
 writes
   prompts/expression_range.json  per emotion and region, the median and p95 of the landmark move from the
                                  actor's neutral (IOD), the naturalness measure's reference
-  prompts/expressions.json       per emotion, the mean displacement field of the actors' expression (IOD,
+  prompts/expressions.json       per emotion, the actors' speech opening against neutral, and the mean
+                                 displacement field of the actors' expression (IOD,
                                  face frame), which the renderer plays scaled by intensity, and the face
                                  mesh's gain per region, measured on the tuning portraits only (the last
                                  round's split: hallo_1-4 and lp_s12; hallo_5-7 and lp_s2 stay held out)
@@ -31,6 +32,7 @@ from models.render.expressions import (  # noqa: E402
     EXPRESSIONS_FILE,
     ExpressionTable,
     expression_fields,
+    speech_opening,
     with_gain,
 )
 from models.render.preview import PreviewRenderer  # noqa: E402
@@ -114,16 +116,43 @@ def expression_range(tracks: list[LandmarkTrack]) -> dict[str, object]:
     }
 
 
+def speech_calibration(report: Path) -> dict[str, float]:
+    """Neutral speech's scale from a `bench/render.py` report of the renderer before it (its clips'
+    `range_ratio`), on the tuning portraits only: the scale that brings the largest neutral clip's lips
+    or jaw ratio (speech is all that moves them there) to the actors' p95."""
+    clips = json.loads(report.read_text(encoding="utf-8"))["clips"]
+    worst = max(
+        max(c["range_ratio"].get("lips", 0.0), c["range_ratio"].get("jaw", 0.0))
+        for c in clips
+        if c["emotion"] == "neutral" and c["portrait"] in TUNING and c["range_ratio"]
+    )
+    return {"scale": round(min(1.0, 1.0 / worst), 3), "tuning_neutral_ratio_before": round(worst, 3)}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("mead", type=Path, help="the MEAD folder (labels.csv and the clips)")
     parser.add_argument("portraits", type=Path, help="the shared portraits (the tuning ones are used)")
+    parser.add_argument(
+        "--speech-report",
+        type=Path,
+        help="bench/render.py's report.json at speech scale 1 (calibrates neutral speech's opening)",
+    )
     args = parser.parse_args()
     tracks = read_mead(args.mead)
     RANGE_FILE.write_text(json.dumps(expression_range(tracks), indent=1) + "\n", encoding="utf-8")
     doc = expression_fields(tracks)
+    speech: dict[str, object] = {"ratio": speech_opening(tracks), "scale": 1.0}
+    if args.speech_report is not None:
+        speech |= speech_calibration(args.speech_report)
+    speech["source"] = (
+        "ratio: std of the inner-lip gap over each MEAD clip, over the speaker's neutral clip's, mean of "
+        "speakers; scale: neutral speech's opening, from the tuning portraits' neutral clips"
+    )
+    doc["speech_opening"] = speech
+    print("speech opening:", speech)
     gain, loop = detector_gain(doc, args.portraits)
     print("detector gain per region:", {k: round(v, 3) for k, v in gain.items()})
     print("re-detected share of the measured field after calibration:", loop)

@@ -6,6 +6,10 @@ rendered with synthetic speech, every frame is scored by the FER judge and re-me
 Metrics (per clip, then per emotion and overall):
   ef_agreement  share of frames whose judged label equals the curve's label (TIE-TFG eq. 10)
   lip_sync      Pearson correlation between the re-detected mouth opening and the speech RMS per frame
+  lip_follow    the same against the inner-lip gap the warp was given (the renderer's own speech track):
+                whether the picture shows the mouth it was asked to, whatever the loudness. With real
+                speech lip_sync is capped well below 1 (nasals and fricatives are loud with the lips
+                nearly closed: 0.65 for the rig's own track on Piper speech), lip_follow is not
   drift_iod     stable-landmark drift from the portrait after removing head motion (inter-ocular units)
   bg_ssim       SSIM of the frame against the portrait outside the head
   range_ratio   per face region, the clip's p95 landmark move from the portrait's own rendered neutral over
@@ -66,6 +70,7 @@ class ClipResult:
     judged: dict[str, int]  # label -> frames
     mean_probs: dict[str, float]
     lip_sync: float
+    lip_follow: float
     drift_iod: float
     bg_ssim: float
     face_found: float  # share of frames where the judge's face detector found the face
@@ -160,9 +165,9 @@ def evaluate_clip(
         drift.append(metrics.landmark_drift(points, rest))
         meshes.append(mesh)
     face = FaceFrame.from_landmarks(rest)  # the lip check's thresholds are in IOD
-    lips = naturalness.lip_check(
-        face.normalise(renderer.landmark_track(portrait, speech, curve)), face.normalise(rest)
-    )
+    targets = renderer.landmark_track(portrait, speech, curve)
+    lips = naturalness.lip_check(face.normalise(targets), face.normalise(rest))
+    asked = np.array([metrics.mouth_opening(t) for t in targets])
     energy = frame_energy(speech, renderer.fps, n)
 
     # 3. Background.
@@ -178,6 +183,7 @@ def evaluate_clip(
         judged=dict(Counter(judged)),
         mean_probs={label: float(p) for label, p in zip(JUDGE_LABELS, probs.mean(axis=0), strict=True)},
         lip_sync=metrics.correlation(opening, energy),
+        lip_follow=metrics.correlation(opening, asked),
         drift_iod=float(np.mean(drift)) if drift else float("nan"),
         bg_ssim=float(np.nanmean(ssim)) if ssim else float("nan"),
         face_found=float(np.mean([b is not None for b in boxes])) if boxes else 0.0,
@@ -265,7 +271,8 @@ def evaluate_render(
             stills[name][emotion] = (frames[still], label, label == emotion)
             say(
                 f"{name} {emotion}: EF {result.ef_agreement:.0%} judged {result.judged} "
-                f"lip {result.lip_sync:.2f} drift {result.drift_iod:.3f} bg {result.bg_ssim:.3f}"
+                f"lip {result.lip_sync:.2f} / {result.lip_follow:.2f} drift {result.drift_iod:.3f} "
+                f"bg {result.bg_ssim:.3f}"
             )
 
     # 4. Summary and files.
@@ -305,6 +312,8 @@ def summarise(clips: list[ClipResult], statuses: list[PortraitStatus], render_fp
         "ef_agreement_mean_non_neutral": mean([per_emotion[e] for e in expressive]),
         "lip_sync": mean([c.lip_sync for c in clips]),
         "lip_sync_min": float(np.nanmin([c.lip_sync for c in clips])) if clips else float("nan"),
+        "lip_follow": mean([c.lip_follow for c in clips]),
+        "lip_follow_min": float(np.nanmin([c.lip_follow for c in clips])) if clips else float("nan"),
         "drift_iod_mean": mean(drifts),
         "drift_iod_max": float(max(drifts)) if drifts else float("nan"),
         "detector_noise_iod": mean([s.detector_noise_iod for s in statuses if s.status == "ok"]),

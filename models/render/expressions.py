@@ -13,6 +13,10 @@ The face mesh under-reports expression (its shape prior pulls towards a mean fac
 plays them divided by the detector's gain per region (`detector_gain`, measured by warping tuning
 portraits and re-detecting them); re-detected, the render then moves as far as the actors were measured to.
 
+Speech opens the lips as the actors' does in each emotion (`speech_opening`): per emotion, the spread of
+their inner-lip gap while talking over their neutral talking's (sad speakers open less), and a scale that
+brings neutral speech to the actors' neutral range on the tuning portraits (bench/face_tables.py).
+
 Each played field is also explained in FACS terms: non-negative action-unit activations fitted to it
 (`units`), which drive what geometry cannot show (wrinkle shading, bared teeth and sclera) and say in words
 what the field does.
@@ -22,6 +26,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from dataclasses import field as dataclass_field
 from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -29,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from kernel.errors import EngineError
-from models.render.topology import FACE_REGIONS
+from models.render.topology import FACE_REGIONS, LIP_INNER_MID
 
 if TYPE_CHECKING:
     from models.evaluate.real_faces import LandmarkTrack
@@ -52,6 +57,16 @@ class ExpressionTable:
     units: dict[str, dict[str, float]]  # emotion -> action unit -> fitted activation
     source: str
     document: str  # the file's text, for the renderer's identity (cache key)
+    # speech's lip opening: `speech_scale` for neutral speech (calibrated to the actors' neutral talking),
+    # times each emotion's ratio to neutral in the actors' lip-gap motion (sad speakers open less)
+    speech_scale: float = 1.0
+    speech_ratio: dict[str, float] = dataclass_field(default_factory=dict)
+
+    def speech_factor(self, labels: list[str], weights: np.ndarray) -> np.ndarray:
+        """(frames,) the speech opening's factor for per-frame weights (frames, labels) = probability x
+        intensity; weight not given to an emotion is neutral's."""
+        ratio = np.array([self.speech_ratio.get(label, 1.0) for label in labels])
+        return np.asarray(self.speech_scale * np.clip(1.0 + weights @ (ratio - 1.0), 0.3, 2.0))
 
     @classmethod
     def from_document(cls, doc: dict[str, Any], text: str = "") -> ExpressionTable:
@@ -60,7 +75,8 @@ class ExpressionTable:
         gain = landmark_gain(neutral, doc.get("detector_gain", {}))
         fields = {e: np.asarray(f, dtype=np.float64) / gain[:, None] for e, f in doc["fields"].items()}
         units = {e: {u: float(a) for u, a in acts.items()} for e, acts in doc.get("units", {}).items()}
-        return cls(fields=fields, units=units, source=str(doc.get("source", "")), document=text)
+        scale, ratio = _speech(doc)
+        return cls(fields, units, str(doc.get("source", "")), text, scale, ratio)
 
     def field_stack(self, labels: list[str]) -> np.ndarray:
         """(labels, 468 * 2): labels the table does not know (a curve label with no field) move nothing."""
@@ -181,4 +197,27 @@ def load_expressions(path: Path = EXPRESSIONS_FILE) -> ExpressionTable:
     if bad:
         raise EngineError(f"{path}: fields of {bad} are not {N_LANDMARKS} x 2 displacements")
     units = {e: {u: float(a) for u, a in acts.items()} for e, acts in doc.get("units", {}).items()}
-    return ExpressionTable(fields=fields, units=units, source=str(doc.get("source", "")), document=text)
+    scale, ratio = _speech(doc)
+    return ExpressionTable(fields, units, str(doc.get("source", "")), text, scale, ratio)
+
+
+def _speech(doc: dict[str, Any]) -> tuple[float, dict[str, float]]:
+    spec = doc.get("speech_opening", {})
+    ratio = {str(e): float(r) for e, r in spec.get("ratio", {}).items()}
+    return float(spec.get("scale", 1.0)), ratio
+
+
+def speech_opening(tracks: list[LandmarkTrack]) -> dict[str, float]:
+    """Per emotion, how far the actors' lips part in speech against their neutral talking: the standard
+    deviation of the inner-lip gap over each clip (the talking, not the expression's offset), per
+    speaker over that speaker's neutral, averaged over speakers."""
+    top, bottom = LIP_INNER_MID
+    spread: dict[str, dict[str, float]] = {}
+    for track in tracks:
+        gap = track.points[:, bottom, 1] - track.points[:, top, 1]
+        spread.setdefault(track.speaker, {})[track.emotion] = float(np.std(gap))
+    emotions = sorted({t.emotion for t in tracks})
+    return {
+        e: round(float(np.mean([s[e] / s["neutral"] for s in spread.values() if e in s])), 3)
+        for e in emotions
+    }

@@ -83,7 +83,10 @@ class PreviewRenderer:
     # raise (not by jaw drop), speech keeps moving a dropped jaw, fear and angry re-chosen
     # 2.0.0: expressions are real actors' landmark motion (prompts/expressions.json, MEAD), not hand-tuned
     # FACS rows; the FACS rows remain as `expressions="facs"` and as the fitted explanation of each field
-    version = "2.0.0"
+    # 2.1.0: speech opens the lips as far as the actors' speech does in each emotion (sad less), neutral
+    # speech calibrated to theirs (prompts/expressions.json `speech_opening`); taking a field's lip gap
+    # out no longer lifts the jaw past rest, and takes the gap out along the whole mouth (#16)
+    version = "2.1.0"
 
     def __init__(
         self,
@@ -178,7 +181,11 @@ class PreviewRenderer:
         mouth_open = mouth_open * np.float32(p["open_scale"])
         if n_frames:
             frames = curve.per_frame(self.fps, n_frames)
-            units, fields = self._expression(frames.labels, frames.probs * frames.intensity[:, None])
+            weights = frames.probs * frames.intensity[:, None]
+            units, fields = self._expression(frames.labels, weights)
+            if self.real is not None:  # real speakers' opening changes with their emotion
+                factor = self.real.speech_factor(frames.labels, weights)
+                mouth_open = (mouth_open * factor).astype(np.float32)
         else:
             units, fields = self._expression(list(curve.labels), np.zeros((0, len(curve.labels))))
         blink = motion.blinks(n_frames, self.fps, rng)

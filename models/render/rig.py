@@ -170,12 +170,33 @@ class FaceRig:
         close_up = mouth["close_upper_share"]
         close_dy = (self.regions["lower_lip"] + jaw * mouth["close_jaw_share"]) * (1 - close_up)
         close_dy -= self.regions["upper_lip"] * close_up
+        self._open_dy, self._close_dy = open_dy, close_dy  # IOD per IOD of gap, face-frame y
+        self._jaw_sheet = ~lips & ((np.abs(open_dy) > 1e-9) | (np.abs(close_dy) > 1e-9))
         self.open_basis = self.frame.to_pixels(np.stack([np.zeros_like(open_dy), open_dy], axis=1))
         self.close_basis = self.frame.to_pixels(np.stack([np.zeros_like(close_dy), close_dy], axis=1))
         left, right = topo.MOUTH_CORNERS
         inner_left, inner_right = topo.LIP_INNER_UPPER[0], topo.LIP_INNER_UPPER[-1]
         width_moves = {left: (-1.0, 0.0), right: (1.0, 0.0), inner_left: (-0.9, 0.0), inner_right: (0.9, 0.0)}
         self.width_basis = self.frame.to_pixels(spread(norm, width_moves, mouth["width_radius"]))
+        # a field's change of the lip gap, spread from each inner-lip pair over its whole lip (so the lip
+        # keeps its thickness): `field_moves` takes it out
+        self._gap_pairs = (list(topo.LIP_INNER_UPPER[1:-1]), list(topo.LIP_INNER_LOWER[1:-1]))
+        pair_x = (norm[self._gap_pairs[0], 0] + norm[self._gap_pairs[1], 0]) / 2
+        anchors = np.concatenate(
+            [[norm[topo.LIP_INNER_UPPER[0], 0]], pair_x, [norm[topo.LIP_INNER_UPPER[-1], 0]]]
+        )
+        order = np.argsort(anchors)
+        self._gap_spread: list[tuple[np.ndarray, np.ndarray]] = []
+        for lip in (upper, lower):
+            index = np.flatnonzero(lip * taper > 0)
+            spread_m = np.zeros((len(index), len(pair_x)))
+            for k in range(len(pair_x)):
+                one = np.zeros(len(anchors))
+                one[k + 1] = 1.0  # the corners (first and last anchors) stay put
+                spread_m[:, k] = np.interp(norm[index, 0], anchors[order], one[order], left=0.0, right=0.0)
+            for k, point in enumerate(self._gap_pairs[len(self._gap_spread)]):
+                spread_m[index == point] = np.eye(len(pair_x))[k]  # each pair's own points exactly
+            self._gap_spread.append((index, spread_m))
         top, bottom = topo.LIP_INNER_MID
         # the portrait's own inner-lip gap (IOD); > 0 when it shows teeth
         self.rest_gap = max(0.0, float(norm[bottom, 1] - norm[top, 1]))
@@ -263,7 +284,7 @@ class FaceRig:
         the neutral stays a face a person makes (1.3.0's stronger bend turned broad grins into frowns)."""
         left, right = topo.MOUTH_CORNERS
         top = topo.LIP_INNER_MID[0]
-        played = self.field_moves(smile)
+        played = self.smile_moves(smile)
         # how far one smile, as the rig plays it on this face, raises the corners above the upper lip's
         # middle (where the closed lips meet), in IOD; y points down
         down = played @ self.frame.ey / self.frame.iod
@@ -274,15 +295,41 @@ class FaceRig:
         self.smile = share
         return -share * played
 
-    def field_moves(self, field: np.ndarray) -> np.ndarray:
-        """A real-motion field (468, 2 IOD) as landmark moves (468, 2 px), less its change of the inner-lip
-        gap: the actors were talking, so how far their lips part is speech's (the mouth track's), and
-        the emotion keeps the lips' shape. Left in, a still emotional face shows a slit of teeth, and a
-        field that closes the gap pushes the lips through each other."""
+    def smile_moves(self, field: np.ndarray) -> np.ndarray:
+        """A smile's field as moves (468, 2 px) less its centre gap, taken out with the speech bases (jaw
+        and lips together): the neutraliser takes this back out of smiling portraits. It was looked at
+        and kept from 2.0.0; taking the gap from the lips alone left the astronaut's neutralised mouth
+        half open to the face mesh (narration lip sync 0.62 -> 0.39)."""
         top, bottom = topo.LIP_INNER_MID
         gap = float(field[bottom, 1] - field[top, 1])
         basis = self.open_basis if gap >= 0 else self.close_basis
         return np.asarray(self.frame.to_pixels(field) - gap * basis)
+
+    def field_moves(self, field: np.ndarray) -> np.ndarray:
+        """A real-motion field (468, 2 IOD) as landmark moves (468, 2 px), less its change of the inner-lip
+        gap: the actors were talking, so how far their lips part is speech's (the mouth track's), and
+        the emotion keeps the lips' shape. Left in, a still emotional face shows a slit of teeth, and a
+        field that closes the gap pushes the lips through each other.
+
+        The centre gap is taken out as speech makes it (the lower lip and jaw with it, the speech bases),
+        but the jaw only back towards rest, never past it: angry's gap (0.13 IOD) comes mostly from a
+        raised upper lip, and 2.0.0, closing it with the jaw, lifted the chin 0.06 IOD above rest; the
+        face mesh then read the astronaut's closed angry mouth as open (narration lip sync 0.31 against
+        neutral's 0.62 at 256 px, 0.46 with the jaw stopped at rest; bench/README.md, issue #16). What
+        gap is left along the sides is taken out too, half from each lip, each lip moved as a whole so
+        it keeps its thickness."""
+        top, bottom = topo.LIP_INNER_MID
+        gap = float(field[bottom, 1] - field[top, 1])
+        shape = self._open_dy if gap >= 0 else self._close_dy
+        y = field[:, 1] - gap * shape
+        jaw = self._jaw_sheet
+        y[jaw] = np.clip(y[jaw], np.minimum(field[jaw, 1], 0.0), np.maximum(field[jaw, 1], 0.0))
+        up, lo = self._gap_pairs
+        residual = y[lo] - y[up]  # (pairs,) the gap change left along the mouth, IOD
+        (up_index, up_spread), (lo_index, lo_spread) = self._gap_spread
+        y[up_index] += up_spread @ residual / 2
+        y[lo_index] -= lo_spread @ residual / 2
+        return np.asarray(self.frame.to_pixels(np.stack([field[:, 0], y], axis=1)))
 
     def bared_sclera(self, units: np.ndarray) -> np.ndarray:
         """Height (px) of eye white to paint under each upper-lid point: what the sclera-baring AUs raise,

@@ -113,6 +113,8 @@ def test_evaluate_render_command_scores_faces_and_skips_the_cat(tmp_path: Path) 
     summary = report["summary"]
     assert set(summary["ef_agreement"]) == {"happy", "sad"}
     assert summary["lip_sync"] > 0.5  # mouth opening follows the synthetic syllables
+    # and the re-detected gap follows the gap the warp was given (the speech track, whatever the loudness)
+    assert summary["lip_follow"] > 0.6 and all(np.isfinite(c["lip_follow"]) for c in clips.values())
     assert summary["drift_iod_mean"] < 0.05 and summary["bg_ssim_mean"] > 0.8
     assert summary["portraits_skipped"] == ["cat"]
     # naturalness: every region scored against the real actors' range (the neutral is the reference, so

@@ -11,13 +11,14 @@ import pytest
 from kernel.errors import EngineError
 from models.evaluate import naturalness
 from models.evaluate.metrics import similarity_align as align
-from models.evaluate.real_faces import face_frame_track, neutral_reference
+from models.evaluate.real_faces import LandmarkTrack, face_frame_track, neutral_reference
 from models.render import topology as topo
 from models.render.expressions import (
     ExpressionTable,
     landmark_gain,
     load_expressions,
     mirror_pairs,
+    speech_opening,
     symmetrise,
 )
 
@@ -171,3 +172,41 @@ def test_a_broken_expression_table_is_refused_with_its_path(tmp_path: Path) -> N
     bad.write_text("{not json")
     with pytest.raises(EngineError, match="cannot read"):
         load_expressions(bad)
+
+
+def test_speech_opening_is_each_emotions_lip_gap_motion_over_the_speakers_neutral() -> None:
+    """Per speaker, the std of the inner-lip gap over the clip against that speaker's neutral clip; then
+    the mean over speakers (a speaker who talks wider in every emotion does not weigh more)."""
+    bottom = topo.LIP_INNER_MID[1]
+    rest = np.zeros((468, 2))
+    t = np.linspace(0.0, 6.0, 200)
+
+    def track(speaker: str, emotion: str, amplitude: float, offset: float) -> LandmarkTrack:
+        points = np.zeros((len(t), 468, 2))
+        points[:, bottom, 1] = offset + amplitude * np.sin(t)  # the expression's offset does not count
+        return LandmarkTrack(speaker, emotion, "", points, rest, 0)
+
+    tracks = [
+        track("A", "neutral", 0.10, 0.0),
+        track("A", "sad", 0.06, -0.05),
+        track("B", "neutral", 0.05, 0.0),
+        track("B", "sad", 0.04, 0.02),
+    ]
+    ratio = speech_opening(tracks)
+    assert ratio["neutral"] == pytest.approx(1.0)
+    assert ratio["sad"] == pytest.approx((0.6 + 0.8) / 2, abs=0.005)
+
+
+def test_the_shipped_table_opens_sad_speech_less_than_neutral() -> None:
+    """MEAD's two actors part their lips less when they speak sadly (one of them much less, the other
+    a little more: a weak, two-person figure); neutral speech is scaled to their neutral talking."""
+    table = load_expressions()
+    assert table.speech_ratio["neutral"] == 1.0
+    assert table.speech_ratio["sad"] < 0.9
+    assert table.speech_ratio["angry"] > 1.0
+    assert 0.5 < table.speech_scale < 1.0
+    weights = np.array([[1.0, 0.0], [0.0, 1.0], [0.0, 0.5], [0.0, 0.0]])  # neutral, sad, half sad, nothing
+    factor = table.speech_factor(["neutral", "sad"], weights)
+    sad = table.speech_ratio["sad"]
+    scale = table.speech_scale
+    assert factor == pytest.approx([scale, scale * sad, scale * (1 + 0.5 * (sad - 1)), scale])

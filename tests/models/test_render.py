@@ -3,6 +3,7 @@ face mesh on rendered frames."""
 
 from __future__ import annotations
 
+import dataclasses
 import tracemalloc
 from pathlib import Path
 
@@ -16,7 +17,7 @@ from models.render import PreviewRenderer
 from models.render import topology as topo
 from models.render.expressions import load_expressions
 from models.render.mouth import EyeWhitePainter, MouthPainter
-from models.render.rig import FaceRig, HeadPose
+from models.render.rig import FaceFrame, FaceRig, HeadPose
 from models.render.tables import SILENCE, load_facs, load_visemes
 from models.types import CurvePoint, EmotionCurve, PhonemeTiming, Speech, Timings, WordTiming
 from models.vision import Portrait, detect_landmarks, prepare_portrait
@@ -380,7 +381,73 @@ def test_a_smiling_portrait_loses_at_most_one_and_a_half_real_smiles(portrait: P
     facs, visemes = load_facs(), load_visemes()
     smile = load_expressions().fields["happy"]
     rig = FaceRig(portrait.landmarks, None, facs, visemes, smile)
-    whole_smile = np.linalg.norm(rig.field_moves(smile), axis=1)
+    whole_smile = np.linalg.norm(rig.smile_moves(smile), axis=1)
     offset = np.linalg.norm(rig.neutral_offset, axis=1)
     assert 1.0 < rig.smile <= 1.5
     assert offset.max() <= 1.5 * whole_smile.max() + 1e-9
+
+
+def test_a_field_leaves_the_whole_lip_gap_to_speech_and_never_lifts_the_jaw_past_rest(
+    portrait: Portrait,
+) -> None:
+    """Every inner-lip pair keeps its gap under every real field, and the chin, brought back with the
+    lower lip, stops at rest: 2.0.0 lifted it 0.06 IOD above rest under angry, whose gap is mostly a raised
+    upper lip, and the face mesh then read the astronaut's closed angry mouth as open (issue #16)."""
+    rig = FaceRig(portrait.landmarks, None, load_facs(), load_visemes())
+    up, lo = list(topo.LIP_INNER_UPPER[1:-1]), list(topo.LIP_INNER_LOWER[1:-1])
+    for emotion, field in load_expressions().fields.items():
+        moves = rig.field_moves(field)
+        gap = (moves[lo] - moves[up]) @ rig.frame.ey / rig.frame.iod
+        assert np.abs(gap).max() < 1e-9, emotion
+        chin = float(moves[topo.CHIN] @ rig.frame.ey / rig.frame.iod)
+        asked = float(field[topo.CHIN, 1])
+        assert min(asked, 0.0) - 1e-9 <= chin <= max(asked, 0.0) + 1e-9, (emotion, chin, asked)
+
+
+def _word_curve(labels: list[str]) -> EmotionCurve:
+    spans = [(0.0, 0.7), (0.7, 1.2), (1.2, 2.0)]  # boundaries in the pauses between the syllables
+    return EmotionCurve(
+        LABELS,
+        [
+            CurvePoint(i, f"w{i}", a, b, label, 1.0, {n: float(n == label) for n in LABELS}, {}, {})
+            for i, ((a, b), label) in enumerate(zip(spans, labels, strict=True))
+        ],
+    )
+
+
+def _inner_gaps(renderer: PreviewRenderer, portrait: Portrait, curve: EmotionCurve) -> np.ndarray:
+    """(frames, 9) the target inner-lip gap of every inner-lip pair, IOD in each frame's face frame."""
+    up, lo = list(topo.LIP_INNER_UPPER[1:-1]), list(topo.LIP_INNER_LOWER[1:-1])
+    track = renderer.landmark_track(portrait, make_speech(phonemes=True), curve)
+    gaps = []
+    for points in track:
+        frame = FaceFrame.from_landmarks(points)
+        norm = frame.normalise(points)
+        gaps.append(norm[lo, 1] - norm[up, 1])
+    return np.array(gaps)
+
+
+def test_an_expression_change_at_a_word_boundary_leaves_the_lip_opening_to_speech(portrait: Portrait) -> None:
+    """With the speech opening's emotion factor held at 1, a curve that changes emotion word by word
+    opens the lips as the neutral curve does, within 0.025 IOD (a tenth of an open vowel) at every
+    inner-lip pair and frame; with the factor, the mouth track follows the emotion's measured ratio."""
+    renderer = PreviewRenderer(size=512, fps=FPS, seed=0)
+    assert renderer.real is not None
+    table = renderer.real
+    renderer.real = dataclasses.replace(table, speech_ratio={}, speech_scale=1.0)
+    base = _inner_gaps(renderer, portrait, constant_curve("neutral", 0.0))
+    for labels in (
+        ["neutral", "angry", "sad"],
+        ["happy", "fear", "surprise"],
+        ["disgust", "angry", "neutral"],
+    ):
+        changed = _inner_gaps(renderer, portrait, _word_curve(labels))
+        assert np.abs(changed - base).max() < 0.025, labels
+    renderer.real = table
+    speech = make_speech(phonemes=True)
+    _, sad = renderer._tracks(portrait, speech, constant_curve("sad", 1.0), 50)
+    _, neutral = renderer._tracks(portrait, speech, constant_curve("neutral", 1.0), 50)
+    talking = neutral.mouth_open > 0.01
+    ratio = sad.mouth_open[talking] / neutral.mouth_open[talking]
+    assert ratio == pytest.approx(table.speech_ratio["sad"], rel=1e-4)
+    assert table.speech_ratio["sad"] < 0.9  # sad speech opens less, as the MEAD actors' does
