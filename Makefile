@@ -24,7 +24,7 @@ demo: install
 
 test: install
 	# one worker per core, a file per worker at a time (module fixtures stay shared), longest files first
-	$(BIN)/python -m pytest -q -n auto --dist loadfile --no-loadscopereorder --durations=25
+	$(BIN)/python -m pytest -q -n auto --dist loadfile --no-loadscope-reorder --durations=25
 
 lint: install
 	$(BIN)/ruff check .
