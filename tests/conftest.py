@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -112,3 +113,31 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     items.sort(
         key=lambda item: 0 if "reliability" in item.path.parts or item.get_closest_marker("slow") else 1
     )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Compile librosa's numba functions once, before any worker or test process runs them.
+
+    numba caches their machine code beside the package. Processes that compile the same function at
+    once (xdist workers, or a test's six concurrent CLI processes on a fresh venv) can leave an index
+    and code of different compilations, and every later call segfaults. A warm cache is only read.
+    """
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        return  # the controller did it
+    import numpy as np
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        import librosa
+
+        rng = np.random.default_rng(0)
+        for dtype in (np.float32, np.float64):
+            y = rng.standard_normal(8000).astype(dtype)
+            librosa.yin(y, fmin=60.0, fmax=400.0, sr=16000, frame_length=1024)
+            librosa.pyin(y[:4000], fmin=60.0, fmax=400.0, sr=16000, frame_length=1024)
+            spectrum = librosa.stft(y, n_fft=512, hop_length=128)
+            librosa.istft(spectrum, hop_length=128, length=len(y))
+            librosa.feature.zero_crossing_rate(y)
+            librosa.util.peak_pick(np.abs(y), pre_max=3, post_max=3, pre_avg=3, post_avg=3, delta=0.1, wait=2)
+            librosa.sequence.dtw(C=np.abs(rng.standard_normal((20, 30))).astype(dtype))
+            librosa.sequence.dtw(X=y[:400].reshape(4, 100), Y=y[400:800].reshape(4, 100), metric="euclidean")
