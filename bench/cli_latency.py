@@ -1,9 +1,11 @@
 """Whole-process wall time of `emoflow` commands when there is nothing to do (see bench/README.md).
 
 For one job narrated once beforehand, every step cached:
-- `emoflow narrate JOB` with the home's shared Prefect server already running (the default);
-- the same with EMOFLOW_PREFECT_SERVER=ephemeral (Prefect's own server inside the process, as before);
-- `emoflow runs` (no Prefect at all).
+- `emoflow narrate JOB` (the default: the fast path resolves it from the store, no flow, no engines; the
+  run is recorded in the home's shared Prefect server through its REST API);
+- `emoflow narrate JOB --no-fast-path` (the full flow, every step a cache hit, shared server running);
+- the full flow with EMOFLOW_PREFECT_SERVER=ephemeral (Prefect's own server inside the process);
+- `emoflow runs` (no Prefect at all), and `python -c "import flows.narrate"` / `"import flows.fast_path"`.
 Each figure is the median of --repeat runs (5) in fresh processes, on the same machine in one run, so
 their ratios are what to read: the machine is noisy.
 
@@ -28,10 +30,18 @@ JOB = "name: cached\nscript: 'Nothing is left to do.'\nportrait: skimage:astrona
 JOB += "size: 128\noutput_dir: out\n"
 
 
-def _wall(command: list[str], env: dict[str, str]) -> float:
+RESOLVED = "resolved from the store"
+
+
+def _wall(command: list[str], env: dict[str, str], resolved: bool | None = None) -> float:
     started = time.perf_counter()
-    subprocess.run(command, env=env, check=True, capture_output=True, cwd=env["EMOFLOW_BENCH_DIR"])
-    return time.perf_counter() - started
+    done = subprocess.run(
+        command, env=env, check=True, capture_output=True, text=True, cwd=env["EMOFLOW_BENCH_DIR"]
+    )
+    seconds = time.perf_counter() - started
+    if resolved is not None and (RESOLVED in done.stdout) != resolved:  # timed what was meant to be timed
+        raise SystemExit(f"{' '.join(command)}: expected resolved={resolved}, got:\n{done.stdout}")
+    return seconds
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -47,13 +57,18 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         env |= {"EMOFLOW_HOME": str(folder / "home"), "EMOFLOW_BENCH_DIR": str(folder)}
         narrate = [*emoflow, "narrate", "job.yaml"]
         try:
-            first = _wall(narrate, env)  # computes every step and starts the shared server
-            shared = [_wall(narrate, env) for _ in range(args.repeat)]
-            ephemeral_env = env | {"EMOFLOW_PREFECT_SERVER": "ephemeral"}
-            ephemeral = [_wall(narrate, ephemeral_env) for _ in range(args.repeat)]
+            first = _wall(narrate, env, resolved=False)  # computes every step, starts the shared server
+            fast = [_wall(narrate, env, resolved=True) for _ in range(args.repeat)]
+            shared = [_wall([*narrate, "--no-fast-path"], env, resolved=False) for _ in range(args.repeat)]
+            ephemeral_env = env | {"EMOFLOW_PREFECT_SERVER": "ephemeral"}  # no server to record in: the flow
+            ephemeral = [_wall(narrate, ephemeral_env, resolved=False) for _ in range(args.repeat)]
             runs = [_wall([*emoflow, "runs"], env) for _ in range(args.repeat)]
+            python = env | {"PYTHONPATH": str(ROOT)}
             imports = [
-                _wall([sys.executable, "-c", "import flows.narrate"], env | {"PYTHONPATH": str(ROOT)})
+                _wall([sys.executable, "-c", "import flows.narrate"], python) for _ in range(args.repeat)
+            ]
+            fast_imports = [
+                _wall([sys.executable, "-c", "import emoflow.cli, flows.fast_path"], python)
                 for _ in range(args.repeat)
             ]
         finally:
@@ -61,11 +76,20 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     result = {
         "repeat": args.repeat,
         "first_narrate_s": round(first, 2),
-        "cached_narrate_shared_server_s": round(statistics.median(shared), 2),
+        "cached_narrate_fast_path_s": round(statistics.median(fast), 2),
+        "cached_narrate_full_flow_shared_server_s": round(statistics.median(shared), 2),
         "cached_narrate_ephemeral_server_s": round(statistics.median(ephemeral), 2),
         "runs_s": round(statistics.median(runs), 2),
         "import_flows_narrate_s": round(statistics.median(imports), 2),
-        "samples": {"shared": shared, "ephemeral": ephemeral, "runs": runs, "imports": imports},
+        "import_cli_and_fast_path_s": round(statistics.median(fast_imports), 2),
+        "samples": {
+            "fast_path": fast,
+            "full_flow_shared": shared,
+            "full_flow_ephemeral": ephemeral,
+            "runs": runs,
+            "imports": imports,
+            "fast_path_imports": fast_imports,
+        },
         "cpus": os.cpu_count(),
     }
     out = ROOT / "bench" / "results" / "cli_latency.json"

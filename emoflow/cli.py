@@ -22,7 +22,7 @@ from emoflow.commands.store import store_app
 from emoflow.commands.web import register as register_web_commands
 from emoflow.commands.weights import weights_app
 from emoflow.prefect_server import use_shared_server
-from kernel.errors import EmoflowError
+from kernel.errors import EmoflowError, InputError
 from kernel.runtime import configure_environment
 from kernel.settings import (
     AlignerName,
@@ -30,6 +30,7 @@ from kernel.settings import (
     PlannerName,
     RendererName,
     SpeechFormat,
+    TaskRunnerName,
     TtsEngineName,
     get_settings,
 )
@@ -139,6 +140,14 @@ def narrate(
     steps: Annotated[int | None, typer.Option(help="Diffusion denoising steps.")] = None,
     guidance: Annotated[float | None, typer.Option(help="Diffusion classifier-free guidance.")] = None,
     device: Annotated[str | None, typer.Option(help="torch device for neural engines (cpu, cuda).")] = None,
+    no_fast_path: Annotated[
+        bool,
+        typer.Option(
+            "--no-fast-path",
+            help="Run the flow even when every step is in the store (default: such a job is narrated "
+            "from the store alone; EMOFLOW_FAST_PATH=false does the same).",
+        ),
+    ] = False,
 ) -> None:
     """Narrate one job end to end; finished steps already in the store are reused."""
     from emoflow.console import StageProgress
@@ -154,7 +163,9 @@ def narrate(
     try:
         spec = load_job_file(job_file, overrides)
         use_shared_server()  # before Prefect is imported: its settings are read once
-        from flows.narrate import narrate_here, open_store, submit_job
+        # the fast path's modules import neither Prefect nor an engine; flows.narrate imports both
+        from flows.fast_path import narrate_from_store, open_store, submit_job
+        from flows.prefect_api import PrefectRecorder
         from kernel.progress import listening
 
         seconds = spec.speech_seconds_estimate()
@@ -163,7 +174,16 @@ def narrate(
         job_id = submit_job(spec, get_settings(), open_store())
         console.print(f"job [bold]{spec.name}[/bold] submitted as {job_id}")
         with StageProgress(console) as display, listening(display):
-            result = narrate_here(job_id)
+            result = None
+            if get_settings().fast_path and not no_fast_path:
+                result, why = narrate_from_store(job_id, PrefectRecorder.from_environment())
+                if result is None and _state["debug"]:
+                    errors.print(Text(f"fast path declined: {why}"), highlight=False)
+            resolved = result is not None
+            if result is None:  # something to compute, or a doubt: the flow decides
+                from flows.narrate import narrate_here
+
+                result = narrate_here(job_id)
     except (EmoflowError, OSError) as exc:
         _fail(exc)
         return
@@ -178,11 +198,16 @@ def narrate(
         _print_plan(report, record.job.description)
     computed = sum(1 for step in record.steps if not step.cache_hit)
     console.print(f"run [bold]{result.run_id}[/bold]: {computed} of {len(record.steps)} steps computed")
+    if resolved:
+        console.print(RESOLVED_LINE)
     console.print(f"video: [bold]{result.published['video.mp4']}[/bold]")
 
 
+RESOLVED_LINE = "resolved from the store: every step was already done, so the flow did not run"
 # the job fields `narrate` takes as options: all of JobSpec's (tests/test_job_fields.py checks it)
-NARRATE_FIELDS = tuple(name for name in inspect.signature(narrate).parameters if name != "job_file")
+NARRATE_FIELDS = tuple(
+    name for name in inspect.signature(narrate).parameters if name not in ("job_file", "no_fast_path")
+)
 
 
 @app.command()
@@ -212,6 +237,12 @@ def batch(
     workers: Annotated[int | None, typer.Option(min=1, max=64, help="Jobs narrated at once.")] = None,
     runner: Annotated[str | None, typer.Option(help="threads (default) or dask.")] = None,
     limit: Annotated[int | None, typer.Option(help="With --queue: claim at most this many jobs.")] = None,
+    no_fast_path: Annotated[
+        bool,
+        typer.Option(
+            "--no-fast-path", help="Run the flow for every row, even when all its steps are stored."
+        ),
+    ] = False,
 ) -> None:
     """Narrate many jobs; one failure never stops the others. Exit 1 if any job failed."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -221,7 +252,6 @@ def batch(
         return
     try:
         use_shared_server()
-        from flows.batch import drain_queue, make_task_runner, run_manifest
         from kernel.manifest import load_manifest
         from kernel.progress import listening
 
@@ -236,11 +266,20 @@ def batch(
             with listening(watcher):
                 settings = get_settings()
                 count = workers or settings.workers
-                task_runner = make_task_runner(runner or settings.task_runner, count)
-                if rows is not None:
-                    outcomes = run_manifest(rows, workers=count, task_runner=task_runner)
+                done: dict[int, Any] = {}
+                if rows is not None and settings.fast_path and not no_fast_path:
+                    kind = runner or settings.task_runner
+                    if kind not in get_args(TaskRunnerName):  # refused before any row, as the flow would
+                        raise InputError(f"unknown task runner {kind!r}; choose threads or dask")
+                    outcomes = _batch_from_store(rows, done, count, kind)
                 else:
-                    outcomes = drain_queue(limit, workers=count, task_runner=task_runner)
+                    from flows.batch import drain_queue, make_task_runner, run_manifest
+
+                    task_runner = make_task_runner(runner or settings.task_runner, count)
+                    if rows is not None:
+                        outcomes = run_manifest(rows, workers=count, task_runner=task_runner)
+                    else:
+                        outcomes = drain_queue(limit, workers=count, task_runner=task_runner)
     except (EmoflowError, OSError) as exc:
         _fail(exc)
         return
@@ -255,8 +294,40 @@ def batch(
     console.print(table)
     succeeded = sum(o.status == "succeeded" for o in outcomes)
     console.print(f"{succeeded} of {len(outcomes)} jobs narrated")
+    if done:
+        console.print(f"{len(done)} of them resolved from the store: every step was already done")
     if succeeded != len(outcomes):
         raise typer.Exit(code=1)
+
+
+def _batch_from_store(rows: list[Any], done: dict[int, Any], workers: int, runner: str) -> list[Any]:
+    """Rows with nothing to compute are narrated from the store (fills `done`); the flow takes the rest."""
+    from flows.fast_path import narrate_manifest_from_store
+    from flows.prefect_api import PrefectRecorder
+
+    recorder = PrefectRecorder.from_environment()
+    declined: dict[int, str] = {}
+    try:
+        finished, pending = narrate_manifest_from_store(rows, recorder, declined)
+    finally:
+        if recorder is not None:
+            recorder.close()
+    if _state["debug"]:
+        for position, why in sorted(declined.items()):
+            errors.print(Text(f"{rows[position].where}: fast path declined: {why}"), highlight=False)
+    done |= {p: o for p, o in finished.items() if o.status == "succeeded" and o.computed_steps == 0}
+    if pending:
+        from flows.batch import make_task_runner, run_manifest
+
+        rest = sorted(pending)
+        narrated = run_manifest(
+            [rows[p] for p in rest],
+            workers=workers,
+            task_runner=make_task_runner(runner, workers),
+            submitted={i: pending[p] for i, p in enumerate(rest)},
+        )
+        finished |= dict(zip(rest, narrated, strict=True))
+    return [finished[p] for p in range(len(rows))]
 
 
 @app.command()

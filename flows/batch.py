@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import getpass
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from typing import Any
 
 from prefect import flow, task
@@ -22,6 +22,7 @@ from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settin
 from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
 
 from flows.narrate import narrate
+from flows.record import JobOutcome
 from kernel.errors import EmoflowError, InputError
 from kernel.jobs import JobSpec
 from kernel.manifest import ManifestRow
@@ -34,27 +35,19 @@ from tasks.context import open_store
 from tasks.intake import submit_job
 
 
-@dataclass(frozen=True)
-class JobOutcome:
-    row_id: str
-    where: str  # manifest file:line, or "queue"
-    status: str  # succeeded | failed | rejected
-    job_id: str | None = None
-    run_id: str | None = None
-    computed_steps: int | None = None
-    video: str | None = None
-    error: str | None = None
-
-
 @task(name="narrate-row", cache_policy=NO_CACHE)
-def narrate_row(spec: JobSpec, row_id: str, where: str, engine_threads: int) -> JobOutcome:
+def narrate_row(
+    spec: JobSpec, row_id: str, where: str, engine_threads: int, job_id: str | None = None
+) -> JobOutcome:
     """Validate and record one manifest row's job, then narrate it. Validation (face detection
-    included) runs in the workers too, alongside the other jobs rather than before them all."""
+    included) runs in the workers too, alongside the other jobs rather than before them all. A row
+    submitted already (by the fast path's pass over the manifest) comes with its `job_id`."""
     set_engine_threads(engine_threads)
-    try:
-        job_id = submit_job(spec, get_settings(), open_store())
-    except EmoflowError as exc:
-        return _rejected(row_id, where, str(exc))
+    if job_id is None:
+        try:
+            job_id = submit_job(spec, get_settings(), open_store())
+        except EmoflowError as exc:
+            return _rejected(row_id, where, str(exc))
     return _narrate_one(job_id, row_id, where, engine_threads)
 
 
@@ -79,9 +72,12 @@ def _two_threads() -> TaskRunner[Any]:
 
 
 @flow(name="batch", task_runner=_two_threads(), validate_parameters=False)
-def narrate_rows(rows: list[tuple[JobSpec, str, str]], engine_threads: int) -> list[JobOutcome]:
-    """Narrate (spec, row_id, where) rows concurrently; returns one outcome per row, in order."""
-    futures = [narrate_row.submit(spec, row_id, where, engine_threads) for spec, row_id, where in rows]
+def narrate_rows(rows: list[tuple[JobSpec, str, str, str | None]], engine_threads: int) -> list[JobOutcome]:
+    """Narrate (spec, row_id, where, job id if submitted) rows concurrently; one outcome per row, in order."""
+    futures = [
+        narrate_row.submit(spec, row_id, where, engine_threads, job_id)
+        for spec, row_id, where, job_id in rows
+    ]
     return _summarised([future.result() for future in futures])
 
 
@@ -93,10 +89,14 @@ def drain_jobs(claimer: str, quotas: list[int | None], engine_threads: int) -> l
 
 
 def run_manifest(
-    rows: list[ManifestRow], workers: int | None = None, task_runner: Any = None
+    rows: list[ManifestRow],
+    workers: int | None = None,
+    task_runner: Any = None,
+    submitted: Mapping[int, str] | None = None,
 ) -> list[JobOutcome]:
     """Narrate every valid row concurrently; malformed rows and rows whose job fails validation
-    come back as "rejected"."""
+    come back as "rejected". `submitted` gives, by position, the job ids of rows submitted already."""
+    submitted = submitted or {}
     outcomes: dict[int, JobOutcome] = {}
     valid: list[tuple[int, JobSpec, ManifestRow]] = []
     for position, row in enumerate(rows):
@@ -107,7 +107,8 @@ def run_manifest(
     if valid:
         with _batch_threads(workers or get_settings().workers, task_runner) as (runner, threads):
             narrated = narrate_rows.with_options(task_runner=runner)(
-                [(spec, row.row_id, row.where) for _, spec, row in valid], threads
+                [(spec, row.row_id, row.where, submitted.get(position)) for position, spec, row in valid],
+                threads,
             )
         for (position, _, _), outcome in zip(valid, narrated, strict=True):
             outcomes[position] = outcome

@@ -10,20 +10,18 @@ compute what is missing.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 
 from prefect import flow
 from prefect.runtime import flow_run
 from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
 
+from flows.record import Narration, recorded_run
 from flows.render_stage import render_elsewhere, routed
 from kernel.jobs import JobSpec
 from kernel.settings import Settings, get_settings
 from stores.leases import kept_lease
 from stores.records import ArtifactRef
-from stores.store import SYSTEM_ACTOR, ArtifactStore
 from tasks.align import align_words
 from tasks.context import open_store
 from tasks.feel import feel
@@ -36,14 +34,15 @@ from tasks.speak import speak
 from tasks.stages import Aligned, JobInputs, Planned, Spoken
 
 # the shell (CLI, inspector) submits through flows, never through tasks directly
-__all__ = ["Narration", "narrate", "narrate_here", "open_store", "submit_and_narrate", "submit_job"]
-
-
-@dataclass(frozen=True)
-class Narration:
-    job_id: str
-    run_id: str
-    published: dict[str, str]  # file name -> path
+__all__ = [
+    "Narration",
+    "narrate",
+    "narrate_here",
+    "open_store",
+    "recorded_run",
+    "submit_and_narrate",
+    "submit_job",
+]
 
 
 @dataclass(frozen=True)
@@ -88,17 +87,6 @@ def render_and_publish(run_id: str, job: JobInputs, voice: Voice, curve: Artifac
         rendered = render_task()(run_id, job.portrait, speech, timings, curve, job.options)
     # 6. Publish: MP4 with audio, curve plot, captions, exported to the output folder
     return publish(run_id, job, rendered.frames, speech, voice.planned.plan, curve)
-
-
-@contextmanager
-def recorded_run(store: ArtifactStore, run_id: str, actor: str = SYSTEM_ACTOR) -> Iterator[None]:
-    """The run is finished in the store whatever happens: succeeded, or failed with the error."""
-    try:
-        yield
-    except BaseException as exc:
-        store.finish_run(run_id, error=str(exc) or type(exc).__name__, actor=actor)
-        raise
-    store.finish_run(run_id, actor=actor)
 
 
 def narrate_here(job_id: str) -> Narration:

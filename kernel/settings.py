@@ -17,6 +17,7 @@ EfpEngineName: TypeAlias = Literal["embedded", "learned"]
 RendererName: TypeAlias = Literal["preview", "diffusion"]
 # how the published speech is encoded (models/publish/audio.py)
 SpeechFormat: TypeAlias = Literal["wav", "mp3", "m4a"]
+TaskRunnerName: TypeAlias = Literal["threads", "dask"]  # how batches run jobs at once (flows/batch.py)
 # the published speech's integrated loudness target, LUFS: from quiet broadcast (-40) to loud streaming (-9)
 MIN_SPEECH_LOUDNESS, MAX_SPEECH_LOUDNESS = -40.0, -9.0
 
@@ -44,6 +45,11 @@ class Settings(BaseSettings):
         description="Learned EFP model: a name or sha256 in the store (python -m flows.train_efp), or a file",
     )
     renderer: RendererName = "preview"
+    fast_path: bool = Field(
+        default=True,
+        description="Narrate a job whose every step is in the store from the store alone (no flow, no "
+        "engines; the run is still recorded in Prefect); false: always run the flow",
+    )
     prefect_server: Literal["shared", "ephemeral"] = Field(
         default="shared",
         description="shared: one local Prefect server per EMOFLOW_HOME, kept between commands "
@@ -92,7 +98,7 @@ class Settings(BaseSettings):
         default="",
         description="Comma-separated Prefect tags for render tasks (e.g. render,gpu), for concurrency limits",
     )
-    task_runner: Literal["threads", "dask"] = Field(
+    task_runner: TaskRunnerName = Field(
         default="threads", description="How batches run jobs at once: a thread pool or a local Dask cluster"
     )
     workers: int = Field(default=2, ge=1, le=64, description="Jobs a batch narrates at once")

@@ -26,7 +26,9 @@ import os
 import sys
 import tempfile
 import threading
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from functools import lru_cache
 from importlib import metadata, resources
@@ -108,8 +110,41 @@ def describe(
     for label, path in (files or {}).items():
         digests[f"model:{label}"] = path_digest(Path(path))
     if packages:
-        digests["packages"] = canonical_digest({name: _package_version(name) for name in packages})
+        versions = {name: _package_version(name) for name in packages}
+        reads = _READS.get()
+        if reads is not None:
+            reads.packages.update(versions)
+        digests["packages"] = canonical_digest(versions)
     return EngineIdentity(engine.name, version if version is not None else engine.version, digests)
+
+
+# -- what an identity read -------------------------------------------------------------------------
+
+
+@dataclass
+class Reads:
+    """Every file, folder listing and package version one identity computation looked at, so that a
+    later process can tell, without importing the engine, whether the same computation would give the
+    same identity (models/identity_memo.py)."""
+
+    files: dict[str, tuple[int, int]] = field(default_factory=dict)  # resolved path -> (size, mtime_ns)
+    folders: dict[str, tuple[str, ...]] = field(default_factory=dict)  # folder -> its files, relative
+    packages: dict[str, str] = field(default_factory=dict)  # distribution -> version
+
+
+# a context variable, not a global: a batch's stage threads compute identities at the same time
+_READS: ContextVar[Reads | None] = ContextVar("emoflow_identity_reads", default=None)
+
+
+@contextmanager
+def recording_reads() -> Iterator[Reads]:
+    """Collect what the identity computations inside the block read."""
+    reads = Reads()
+    token = _READS.set(reads)
+    try:
+        yield reads
+    finally:
+        _READS.reset(token)
 
 
 # -- tables ----------------------------------------------------------------------------------------
@@ -146,6 +181,9 @@ def path_digest(path: Path) -> str:
     """Content digest of a file, or of a folder's files with their relative names."""
     if path.is_dir():
         files = sorted(p for p in path.rglob("*") if p.is_file())
+        reads = _READS.get()
+        if reads is not None:  # a file added to the folder changes the digest: the listing is a read too
+            reads.folders[str(path.resolve())] = tuple(str(p.relative_to(path)) for p in files)
         return canonical_digest({str(p.relative_to(path)): _file_digest(*_stamp(p)) for p in files})
     return _file_digest(*_stamp(path))
 
@@ -161,7 +199,11 @@ def _stamp(path: Path) -> tuple[str, int, int]:
         stat = path.stat()
     except OSError as exc:
         raise EngineError(f"cannot read {path}: {exc.strerror or exc}") from exc
-    return str(path.resolve()), stat.st_size, stat.st_mtime_ns
+    resolved = str(path.resolve())
+    reads = _READS.get()
+    if reads is not None:
+        reads.files[resolved] = (stat.st_size, stat.st_mtime_ns)
+    return resolved, stat.st_size, stat.st_mtime_ns
 
 
 def _package_version(name: str) -> str:

@@ -31,4 +31,5 @@ def align_words(run_id: str, spoken: Spoken, plan: ArtifactRef, options: JobOpti
         params=ALIGN.parameters(options),
         inputs={"speech": spoken.speech, "engine_timings": spoken.timings, "plan": plan},
         compute=compute,
+        options=options,
     )

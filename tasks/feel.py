@@ -37,4 +37,5 @@ def feel(
         params=FEEL.parameters(options),
         inputs={"speech": speech, "word_timings": word_timings, "plan": plan},
         compute=compute,
+        options=options,
     )

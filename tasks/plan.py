@@ -41,4 +41,5 @@ def plan_emotions(run_id: str, script: ArtifactRef, description: ArtifactRef, op
         params=PLAN.parameters(options),
         inputs={"script": script, "description": description},
         compute=compute,
+        options=options,
     )

@@ -15,7 +15,6 @@ from pathlib import Path
 from prefect.artifacts import create_markdown_artifact
 
 from kernel.paths import ensure_writable_dir
-from kernel.settings import get_settings
 from models.publish import Publisher
 from models.publish.audio import deliver_speech
 from models.publish.captions import webvtt
@@ -23,11 +22,12 @@ from models.publish.plot import curve_png
 from models.publish.video import mux
 from models.types import ProgressFn
 from models.vocabulary import load_vocabulary
-from stores.records import ArtifactRef, NewArtifact, RunRecord
+from stores.records import ArtifactRef, NewArtifact
 from tasks.artifacts import load_curve
 from tasks.context import open_store
 from tasks.stage import run_stage, stage_task
-from tasks.stages import PUBLISH, JobInputs, Published
+from tasks.stages import PUBLISH, JobInputs, Published, publish_parameters, published_files
+from tasks.summary import export_files, run_summary
 
 
 @dataclass(frozen=True)
@@ -90,47 +90,12 @@ def publish(
         PUBLISH,
         run_id=run_id,
         engine=publisher,
-        params=PUBLISH.parameters(job.options, title=job.name),  # the curve plot's title shows the job name
+        params=publish_parameters(job),
         inputs={"frames": frames, "speech": speech, "curve": curve},
         compute=compute,
+        options=job.options,
     )
-    exports = {
-        "video.mp4": published.video,
-        f"speech.{job.options.speech_format}": published.delivery_speech,
-        "plan.json": plan,
-        "curve.json": curve,
-        "curve.png": published.curve_plot,
-        "captions.vtt": published.captions,
-    }
-    files = {
-        name: str(store.export(ref.sha256, output_dir / name, run_id=run_id)) for name, ref in exports.items()
-    }
-    record = store.run(run_id)
-    create_markdown_artifact(
-        markdown=summary_markdown(record, files),
-        key=f"narration-{run_id[:8]}",
-        description=f"emoflow run {run_id} of job {job.name}",
-    )
+    files = export_files(store, run_id, output_dir, published_files(job.options, published, plan, curve))
+    summary = run_summary(store.run(run_id), files)
+    create_markdown_artifact(markdown=summary.markdown, key=summary.key, description=summary.description)
     return Delivery(published=published, files=files)
-
-
-def summary_markdown(record: RunRecord, published: dict[str, str]) -> str:
-    lines = [
-        f"# emoflow run `{record.id}`",
-        "",
-        f"Job **{record.job.name}** submitted by {record.job.submitter}. "
-        f"[Open it in the inspector]({get_settings().inspector_url.rstrip('/')}/ui/runs/{record.id}).",
-        "",
-        "| stage | engine | version | cache hit | seconds | outputs (sha256) |",
-        "|---|---|---|---|---|---|",
-    ]
-    for step in record.steps:
-        outputs = ", ".join(f"{name} `{ref.sha256[:12]}`" for name, ref in step.outputs.items())
-        seconds = f"{step.seconds:.2f}" if step.seconds is not None else ""
-        lines.append(
-            f"| {step.stage} | {step.engine} | {step.engine_version} | {'yes' if step.cache_hit else 'no'} "
-            f"| {seconds} | {outputs} |"
-        )
-    lines += ["", "## Published files", ""]
-    lines += [f"- `{name}`: {path}" for name, path in published.items()]
-    return "\n".join(lines)

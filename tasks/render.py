@@ -21,7 +21,7 @@ from tasks.artifacts import load_curve, load_speech
 from tasks.context import open_store
 from tasks.engines import engine_class
 from tasks.stage import run_stage, stage_task
-from tasks.stages import RENDER, Rendered
+from tasks.stages import RENDER, Rendered, render_parameters
 
 
 @stage_task(RENDER)
@@ -64,13 +64,14 @@ def render_face(
         params=params,
         inputs={"portrait": portrait, "speech": speech, "word_timings": word_timings, "curve": curve},
         compute=compute,
+        options=options,
     )
 
 
 def build_renderer(options: JobOptions) -> tuple[Any, dict[str, Any]]:
     """The job's renderer and the parameters that go into its cache key (weights by hash)."""
     if options.renderer != "diffusion":
-        params = RENDER.parameters(options, head_motion=options.head_motion)
+        params = render_parameters(options)
         renderer = engine_class("renderer", options.renderer)(
             size=options.size, fps=options.fps, seed=options.seed, head_motion=options.head_motion
         )

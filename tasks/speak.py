@@ -40,4 +40,5 @@ def speak(run_id: str, plan: ArtifactRef, options: JobOptions) -> Spoken:
         params=SPEAK.parameters(options),
         inputs={"plan": plan},
         compute=compute,
+        options=options,
     )

@@ -9,15 +9,13 @@ the same key anywhere in the store is reused instead of recomputed.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import shutil
 import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Generic, ParamSpec, TypeVar
+from typing import Any, ParamSpec, TypeVar
 
 from prefect import Task, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
@@ -31,35 +29,17 @@ from kernel.progress import emit
 from kernel.settings import get_settings
 from models.identity import Identified
 from models.types import ProgressFn
-from stores.cache_keys import step_cache_key
 from stores.records import ArtifactRef, NewArtifact
 from stores.store import ArtifactStore
+from tasks.keys import Stage, engine_identity, reusable_outputs, stage_key, step_fields, stop_if_cancelled
+
+__all__ = ["Stage", "retry_transient", "run_stage", "stage_task", "stop_if_cancelled"]
 
 Compute = Callable[[Path, ProgressFn], Sequence[NewArtifact]]
 Outputs = TypeVar("Outputs")
 P = ParamSpec("P")
 R = TypeVar("R")
 CANCEL_CHECK_SECONDS = 0.5  # how often a stage reporting progress looks for a cancel request
-
-
-@dataclass(frozen=True)
-class Stage(Generic[Outputs]):
-    """One stage of the pipeline: what it reads, what it writes, and which options shape its output.
-
-    `outputs` is a frozen dataclass whose fields are ArtifactRefs named like the stage's outputs.
-    """
-
-    name: str
-    inputs: tuple[str, ...]
-    outputs: type[Outputs]
-    params: tuple[str, ...] = ()  # job options that go into the cache key
-
-    @property
-    def output_names(self) -> tuple[str, ...]:
-        return tuple(f.name for f in dataclasses.fields(self.outputs))  # type: ignore[arg-type]
-
-    def parameters(self, options: JobOptions, **extra: Any) -> dict[str, Any]:
-        return {name: getattr(options, name) for name in self.params} | extra
 
 
 def stage_task(stage: Stage[Any]) -> Callable[[Callable[P, R]], Task[P, R]]:
@@ -85,42 +65,26 @@ def run_stage(
     params: Mapping[str, Any],
     inputs: Mapping[str, ArtifactRef],
     compute: Compute,
+    options: JobOptions | None = None,
 ) -> Outputs:
     """Reuse the committed outputs for this cache key, or compute them and commit them as one step.
 
     `compute(workdir, progress)` may leave files in `workdir`; they are hashed into the store
-    before the directory is removed.
+    before the directory is removed. With the job's `options`, the engine's identity is remembered
+    under them, so the store-only resolver (tasks/resolve.py) can compute this key without the engine.
     """
-    if set(inputs) != set(stage.inputs):
-        raise StoreError(f"{stage.name} takes {sorted(stage.inputs)}, was given {sorted(inputs)}")
     logger = _logger()
-    identity = engine.identity()
-    key = step_cache_key(
-        stage.name,
-        identity.name,
-        identity.version,
-        params,
-        {k: v.sha256 for k, v in inputs.items()},
-        identity.digests,
-    )
+    identity = engine_identity(engine, stage.name, options)
+    key = stage_key(stage, identity, params, inputs)
     emit("stage_started", stage.name)
     try:
         stop_if_cancelled(store, run_id, stage.name)  # before anything is written: nothing half-done
     except RunCancelled as exc:
         emit("stage_failed", stage.name, str(exc))
         raise
-    step: dict[str, Any] = {
-        "run_id": run_id,
-        "stage": stage.name,
-        "engine": identity.name,
-        "engine_version": identity.version,
-        "engine_digests": identity.digests,
-        "params": params,
-        "cache_key": key,
-        "inputs": inputs,
-    }
-    cached = store.cached_outputs(key)
-    if cached is not None and set(cached) == set(stage.output_names):
+    step = step_fields(run_id, stage, identity, params, key, inputs)
+    cached = reusable_outputs(store, stage, key)
+    if cached is not None:
         store.record_cache_hit(**step, outputs=cached)
         logger.info("%s: reused outputs of cache key %s", stage.name, key[:12])
         emit("stage_finished", stage.name, True, 0.0)
@@ -149,13 +113,6 @@ def run_stage(
     logger.info("%s: %s computed in %.2fs (flow run %s)", stage.name, identity.label, seconds, flow_run.id)
     emit("stage_finished", stage.name, False, seconds)
     return stage.outputs(**refs)
-
-
-def stop_if_cancelled(store: ArtifactStore, run_id: str, stage: str) -> None:
-    """Raise RunCancelled when someone asked this run to stop (`ArtifactStore.request_cancel`)."""
-    actor = store.cancel_requested(run_id)
-    if actor is not None:
-        raise RunCancelled(f"cancelled by {actor} before {stage} finished")
 
 
 def _progress(store: ArtifactStore, run_id: str, stage: str) -> ProgressFn:

@@ -7,10 +7,11 @@ between tasks as these records, never as string-keyed dicts.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from kernel.jobs import JobOptions
 from stores.records import ArtifactRef
-from tasks.stage import Stage
+from tasks.keys import Stage
 
 
 @dataclass(frozen=True)
@@ -76,3 +77,30 @@ PUBLISH = Stage(
     outputs=Published,
     params=("speech_loudness", "speech_format"),
 )
+
+# the pipeline in the flow's order (flows/narrate.py); the resolver walks it the same way
+PIPELINE = (PLAN, SPEAK, ALIGN, FEEL, RENDER, PUBLISH)
+
+
+def render_parameters(options: JobOptions) -> dict[str, Any]:
+    """The render step's key parameters for renderers other than diffusion (whose weights' hash the
+    engine finds: tasks/render.py)."""
+    return RENDER.parameters(options, head_motion=options.head_motion)
+
+
+def publish_parameters(job: JobInputs) -> dict[str, Any]:
+    return PUBLISH.parameters(job.options, title=job.name)  # the curve plot's title shows the job name
+
+
+def published_files(
+    options: JobOptions, published: Published, plan: ArtifactRef, curve: ArtifactRef
+) -> dict[str, ArtifactRef]:
+    """File name in the job's output folder -> the artifact exported there."""
+    return {
+        "video.mp4": published.video,
+        f"speech.{options.speech_format}": published.delivery_speech,
+        "plan.json": plan,
+        "curve.json": curve,
+        "curve.png": published.curve_plot,
+        "captions.vtt": published.captions,
+    }
