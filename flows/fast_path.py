@@ -28,7 +28,7 @@ from stores.leases import kept_lease
 from stores.store import ArtifactStore
 from tasks.context import open_store
 from tasks.intake import submit_job
-from tasks.job import load_job
+from tasks.job import find_job
 from tasks.keys import step_fields, stop_if_cancelled
 from tasks.resolve import Resolution, one_look, resolve
 from tasks.stages import PUBLISH, Published, published_files
@@ -46,8 +46,11 @@ def narrate_from_store(job_id: str, recorder: PrefectRecorder | None) -> tuple[N
     if recorder is None:
         return None, "no Prefect server to record the run in (an ephemeral one needs the flow)"
     store = open_store()
+    job = find_job(store, job_id)  # writes nothing: a declined job reaches the flow as it was submitted
+    if job is None:
+        return None, "the job's texts are not in the store yet"
     with one_look():
-        resolution = resolve(store, load_job(store, job_id))  # load_job stores the texts, as the flow does
+        resolution = resolve(store, job)
     if resolution.declined is not None:
         return None, resolution.declined
     try:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
+
+from kernel.errors import StoreError
 from kernel.jobs import JobOptions
 from stores.records import NewArtifact
 from stores.store import ArtifactStore
@@ -23,5 +26,27 @@ def load_job(store: ArtifactStore, job_id: str) -> JobInputs:
         script=script,
         description=description,
         portrait=store.artifact(job.portrait_sha256, kind="portrait"),
+        options=JobOptions.model_validate(job.options),
+    )
+
+
+def find_job(store: ArtifactStore, job_id: str) -> JobInputs | None:
+    """The job's inputs as `load_job` gives them, found in the store without writing anything; None when
+    its texts are not stored yet (then no step can have read them either)."""
+    job = store.job(job_id)
+    try:
+        script, description = (
+            store.artifact(hashlib.sha256(text.encode("utf-8")).hexdigest(), kind=kind)
+            for kind, text in (("script", job.script), ("description", job.description))
+        )
+        portrait = store.artifact(job.portrait_sha256, kind="portrait")
+    except StoreError:
+        return None
+    return JobInputs(
+        job_id=job.id,
+        name=job.name,
+        script=script,
+        description=description,
+        portrait=portrait,
         options=JobOptions.model_validate(job.options),
     )

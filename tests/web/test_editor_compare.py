@@ -143,7 +143,12 @@ def test_edit_a_span_on_the_transcript_preview_it_and_follow_the_rerender(
             assert page.locator("#progress progress").count() == 6
             page.locator("#progress[data-seen]").wait_for()
             # plan to align reused, and the edit (feel): the stream may still be one event behind
-            page.wait_for_function("document.querySelector('[data-field=done]').textContent.trim() === '4'")
+            # (polled from here: the page's CSP forbids the string evaluation wait_for_function needs)
+            done = page.locator("[data-field=done]")
+            deadline = time.monotonic() + 10
+            while done.inner_text().strip() != "4" and time.monotonic() < deadline:
+                time.sleep(0.1)
+            assert done.inner_text().strip() == "4"
             page.screenshot(path=str(SHOTS / "rerender-progress.png"), full_page=False)
             gate.released.set()
             page.locator("#progress").wait_for(state="detached", timeout=120_000)
