@@ -123,7 +123,8 @@ def _progress(store: ArtifactStore, run_id: str, stage: str) -> ProgressFn:
     def progress(done: int, total: int) -> None:
         nonlocal checked
         emit("stage_progress", stage, done, total)
-        if time.monotonic() - checked >= CANCEL_CHECK_SECONDS:
+        # and at the last report: a stage faster than the interval must not commit after a cancel
+        if done >= total or time.monotonic() - checked >= CANCEL_CHECK_SECONDS:
             checked = time.monotonic()
             stop_if_cancelled(store, run_id, stage)  # run_stage then fails the step: nothing committed
 
