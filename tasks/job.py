@@ -6,7 +6,7 @@ import hashlib
 
 from kernel.errors import StoreError
 from kernel.jobs import JobOptions
-from stores.records import NewArtifact
+from stores.records import ArtifactRef, JobRecord, NewArtifact
 from stores.store import ArtifactStore
 from tasks.stages import JobInputs
 
@@ -20,14 +20,7 @@ def load_job(store: ArtifactStore, job_id: str) -> JobInputs:
     description = store.put_artifact(
         NewArtifact("description", "description", TEXT, data=job.description.encode("utf-8"))
     )
-    return JobInputs(
-        job_id=job.id,
-        name=job.name,
-        script=script,
-        description=description,
-        portrait=store.artifact(job.portrait_sha256, kind="portrait"),
-        options=JobOptions.model_validate(job.options),
-    )
+    return _inputs(job, script, description, store.artifact(job.portrait_sha256, kind="portrait"))
 
 
 def find_job(store: ArtifactStore, job_id: str) -> JobInputs | None:
@@ -42,6 +35,12 @@ def find_job(store: ArtifactStore, job_id: str) -> JobInputs | None:
         portrait = store.artifact(job.portrait_sha256, kind="portrait")
     except StoreError:
         return None
+    return _inputs(job, script, description, portrait)
+
+
+def _inputs(
+    job: JobRecord, script: ArtifactRef, description: ArtifactRef, portrait: ArtifactRef
+) -> JobInputs:
     return JobInputs(
         job_id=job.id,
         name=job.name,

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import re
 import threading
-import time
 from collections import OrderedDict
 from collections.abc import Mapping
 from functools import cache
@@ -251,7 +250,9 @@ async def edit_submit(request: Request, run_id: str) -> Response:
     except InputError as exc:
         context = _editor_context(state.store, run)
         return render(request, "edit.html", 422, user=user, run=run, error=str(exc), **context)
-    new_run = await run_in_threadpool(_started_run, state.store, state.launcher, run.job.id, before)
+    new_run = await run_in_threadpool(
+        service.started_run, state.store, state.launcher, run.job.id, before, EDIT_WAIT_SECONDS
+    )
     target = f"/ui/runs/{new_run}" if new_run else f"/ui/jobs/{run.job.id}"
     return RedirectResponse(target, status.HTTP_303_SEE_OTHER)
 
@@ -329,22 +330,6 @@ def _spans(changed: list[tuple[int, Any, Any]]) -> list[dict[str, Any]]:
         else:
             edits.append({"start": first, "stop": first + len(group), "label": label, "intensity": intensity})
     return edits
-
-
-def _started_run(
-    store: Any, launcher: Any, job_id: str, before: set[str], wait: float = EDIT_WAIT_SECONDS
-) -> str | None:
-    """The id of the job's run that is not in `before`, once a flow has started it (None when none
-    has within `wait` seconds, or the flow ended without one: its error is on the job's page)."""
-    deadline = time.monotonic() + wait
-    while time.monotonic() < deadline:
-        started = [r.id for r in store.job_runs(job_id) if r.id not in before]
-        if started:
-            return str(started[-1])
-        if not launcher.active(job_id):
-            return None
-        time.sleep(0.1)
-    return None
 
 
 def _editor_context(store: Any, run: RunRecord) -> dict[str, Any]:

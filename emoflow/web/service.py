@@ -180,15 +180,21 @@ def retry_run(
             for e in edit.details["edits"]
         ]
         launcher.launch(job_id, rerender, edit.details["source_run"], edits, token.name)
+    return source, started_run(store, launcher, job_id, before, wait)
+
+
+def started_run(store: Any, launcher: Any, job_id: str, before: set[str], wait: float) -> str | None:
+    """The id of the job's run that is not in `before`, once a launched flow has started it; None when
+    none has within `wait` seconds, or the flow ended without one (its error is on the job's page)."""
     deadline = time.monotonic() + wait
     while time.monotonic() < deadline:
         started = [r.id for r in store.job_runs(job_id) if r.id not in before]
         if started:
-            return source, started[-1]
-        if not launcher.active(job_id):  # the flow ended before starting a run (its error is on the job)
-            break
+            return str(started[-1])
+        if not launcher.active(job_id):
+            return None
         time.sleep(0.1)
-    return source, None
+    return None
 
 
 def retried_doc(source: RunRecord, new_run: str | None) -> dict[str, Any]:

@@ -133,3 +133,14 @@ def log_in(page: Any, url: str, secret: str) -> None:
     page.fill("input[name=token]", secret)
     with page.expect_navigation():
         page.click("button:has-text('Log in')")
+
+
+def csp_violations(page: Any) -> list[str]:
+    """What the Content-Security-Policy blocks on `page`, as Chromium reports it on the console; the
+    list fills as the page runs."""
+    blocked: list[str] = []
+    page.on(
+        "console",
+        lambda message: blocked.append(message.text) if "Content Security Policy" in message.text else None,
+    )
+    return blocked

@@ -16,7 +16,7 @@ import uvicorn
 from emoflow.web.app import create_app
 from stores.tokens import create_token
 from tasks.context import open_store
-from tests.web.conftest import png_bytes
+from tests.web.conftest import csp_violations, log_in, png_bytes
 
 CHROMIUM = shutil.which("chromium")
 # headless, and no background traffic: this machine's network is closed
@@ -77,19 +77,9 @@ def test_submit_play_inspect_and_edit_in_a_browser(inspector_url: str, tmp_path:
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
         page = browser.new_page(viewport={"width": 1280, "height": 900})
-        # what the Content-Security-Policy blocked, as Chromium reports it on the console
-        blocked: list[str] = []
-        page.on(
-            "console",
-            lambda message: (
-                blocked.append(message.text) if "Content Security Policy" in message.text else None
-            ),
-        )
+        blocked = csp_violations(page)
 
-        page.goto(f"{inspector_url}/ui/login")
-        page.fill("input[name=token]", secret)
-        with page.expect_navigation():
-            page.click("button:has-text('Log in')")
+        log_in(page, inspector_url, secret)
 
         # submit a job through the form
         page.goto(f"{inspector_url}/ui/submit")

@@ -15,7 +15,7 @@ import pytest
 
 from emoflow.web import views
 from stores.records import NewArtifact
-from tests.web.conftest import Inspector, serving
+from tests.web.conftest import Inspector, csp_violations, log_in, serving
 from tests.web.test_browser import CHROMIUM, CHROMIUM_FLAGS
 from tests.web.test_live_progress import SHOTS
 
@@ -201,17 +201,8 @@ def test_the_delivery_page_in_chromium(inspector: Inspector, delivered: dict[str
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
         context = browser.new_context(viewport={"width": 1280, "height": 900})
         page = context.new_page()
-        blocked: list[str] = []
-        page.on(
-            "console",
-            lambda message: (
-                blocked.append(message.text) if "Content Security Policy" in message.text else None
-            ),
-        )
-        page.goto(f"{url}/ui/login")
-        page.fill("input[name=token]", inspector.viewer_secret)
-        with page.expect_navigation():
-            page.click("button:has-text('Log in')")
+        blocked = csp_violations(page)
+        log_in(page, url, inspector.viewer_secret)
         page.goto(f"{url}/ui/runs/{run_id}")
         state = page.evaluate(PAGE_STATE)
         SHOTS.mkdir(parents=True, exist_ok=True)
