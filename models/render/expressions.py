@@ -9,9 +9,13 @@ Speech moves the mouth in every MEAD clip, the neutral one too, so the median ov
 emotion's lasting offset and not the talking.
 
 The face mesh under-reports expression (its shape prior pulls towards a mean face): a brow warped down by
-0.05 IOD is re-detected as about 0.03. The fields were measured through that detector, so the renderer
-plays them divided by the detector's gain per region (`detector_gain`, measured by warping tuning
-portraits and re-detecting them); re-detected, the render then moves as far as the actors were measured to.
+0.05 IOD is re-detected as about 0.03. The fields were measured through that detector, and the renderer
+plays them as measured, so a re-detected render moves about each region's gain (`detector_gain`, 0.35-0.7
+outside the jaw, measured by warping tuning portraits and re-detecting them) of the actors' move. The
+gain-corrected fields (`ExpressionTable.from_document`) are what the FACS explanation is fitted to, and
+what bench/face_tables.py's closed loop checks. Playing them was tried (bench/README.md, "Playing the
+fields over the detector's gain"): EF-agreement did not move, while more clips left the actors' range
+and smiles rippled the lips, so the renderer does not.
 
 Speech opens the lips as the actors' does in each emotion (`speech_opening`): per emotion, the spread of
 their inner-lip gap while talking over their neutral talking's (sad speakers open less), and a scale that
@@ -187,6 +191,8 @@ def explain(
 
 @lru_cache(maxsize=4)
 def load_expressions(path: Path = EXPRESSIONS_FILE) -> ExpressionTable:
+    """The table the renderer plays: the fields as the face mesh measured them on the actors (not over
+    its gain; see the module's docstring), with the FACS explanation and the speech opening."""
     try:
         text = Path(path).read_text(encoding="utf-8")
         doc = json.loads(text)
