@@ -21,7 +21,7 @@ from prefect.cache_policies import NO_CACHE
 from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
 from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
 
-from flows.narrate import narrate
+from flows.narrate import narrate_job
 from flows.record import JobOutcome
 from kernel.errors import EmoflowError, InputError
 from kernel.jobs import JobSpec
@@ -173,7 +173,7 @@ def _narrate_one(job_id: str, row_id: str, where: str, threads: int) -> JobOutco
     try:
         # settings contexts do not follow the task into its worker thread: repeat the heartbeat switch
         with temporary_settings({PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
-            result = narrate(job_id)
+            result = narrate_job(job_id)
     except Exception as exc:  # one job's failure is reported, never raised into the batch
         run = open_store().job_runs(job_id)[-1]
         outcome = JobOutcome(row_id, where, "failed", job_id, run.id, error=str(exc) or type(exc).__name__)

@@ -10,14 +10,21 @@ compute what is missing.
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import ParamSpec, TypeVar
 
 from prefect import flow
+from prefect.client.schemas.objects import State
+from prefect.exceptions import CancelledRun
 from prefect.runtime import flow_run
 from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
+from prefect.states import Cancelled
 
 from flows.record import Narration, recorded_run
 from flows.render_stage import render_elsewhere, routed
+from kernel.errors import RunCancelled
 from kernel.jobs import JobSpec
 from kernel.settings import Settings, get_settings
 from stores.leases import kept_lease
@@ -33,11 +40,16 @@ from tasks.render import render_task
 from tasks.speak import speak
 from tasks.stages import Aligned, JobInputs, Planned, Spoken
 
+P = ParamSpec("P")
+R = TypeVar("R")
+
 # the shell (CLI, inspector) submits through flows, never through tasks directly
 __all__ = [
     "Narration",
+    "ends_cancelled",
     "narrate",
     "narrate_here",
+    "narrate_job",
     "open_store",
     "recorded_run",
     "submit_and_narrate",
@@ -54,7 +66,22 @@ class Voice:
     aligned: Aligned
 
 
+def ends_cancelled(body: Callable[P, R]) -> Callable[P, R | State]:
+    """A flow whose run was cancelled (RunCancelled, the store's record: "cancelled") ends Cancelled in
+    Prefect's record too, not Failed."""
+
+    @functools.wraps(body)
+    def flow_body(*args: P.args, **kwargs: P.kwargs) -> R | State:
+        try:
+            return body(*args, **kwargs)
+        except RunCancelled as exc:
+            return Cancelled(message=str(exc))
+
+    return flow_body
+
+
 @flow(name="narrate", flow_run_name="narrate-{job_id}", validate_parameters=False)
+@ends_cancelled
 def narrate(job_id: str) -> Narration:
     store = open_store()
     # the script, the description and the portrait, as the store holds them, and the resolved options
@@ -89,6 +116,16 @@ def render_and_publish(run_id: str, job: JobInputs, voice: Voice, curve: Artifac
     return publish(run_id, job, rendered.frames, speech, voice.planned.plan, curve)
 
 
+def narrate_job(job_id: str) -> Narration:
+    """Run the flow in this process and return its narration; a cancelled run raises RunCancelled."""
+    try:
+        narration = narrate(job_id)
+    except CancelledRun as exc:  # the flow ended Cancelled: the same error as a cancelled stage
+        raise RunCancelled(str(exc)) from None
+    assert isinstance(narration, Narration)  # the only other return, Cancelled, raises above
+    return narration
+
+
 def narrate_here(job_id: str) -> Narration:
     """Run the flow in this process, without Prefect's heartbeat thread.
 
@@ -96,7 +133,7 @@ def narrate_here(job_id: str) -> Narration:
     itself, and joining the heartbeat thread cost about 0.8 s per run.
     """
     with temporary_settings({PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}), kept_lease(open_store(), job_id):
-        return narrate(job_id)
+        return narrate_job(job_id)
 
 
 def submit_and_narrate(spec: JobSpec, settings: Settings | None = None) -> Narration:

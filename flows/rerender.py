@@ -14,7 +14,7 @@ from typing import Any
 from prefect import flow
 from prefect.runtime import flow_run
 
-from flows.narrate import Narration, recorded_run, render_and_publish, speak_script
+from flows.narrate import Narration, ends_cancelled, recorded_run, render_and_publish, speak_script
 from models.efp.edit import parse_edits
 from stores.leases import kept_lease
 from stores.store import SYSTEM_ACTOR
@@ -27,6 +27,7 @@ __all__ = ["commit_edited_curve", "emotion_colors", "rerender", "run_curve"]
 
 
 @flow(name="rerender", flow_run_name="rerender-{source_run_id}", validate_parameters=False)
+@ends_cancelled
 def rerender(source_run_id: str, raw_edits: list[dict[str, Any]], actor: str = SYSTEM_ACTOR) -> Narration:
     """A new run of the source run's job that renders the edited curve."""
     store = open_store()

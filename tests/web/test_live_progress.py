@@ -16,10 +16,12 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from uuid import UUID
 
 import pytest
 import uvicorn
 from fastapi.testclient import TestClient
+from prefect.client.orchestration import get_client
 
 from emoflow.web.auth import COOKIE
 from kernel.errors import InputError
@@ -169,6 +171,9 @@ def test_cancel_stops_a_running_render_and_retry_reuses_what_was_done(
     run = inspector.store.run(run_id)
     assert run.status == "cancelled" and "cancelled by alice" in (run.error or "")
     assert run.job.status == "cancelled"
+    with get_client(sync_client=True) as client:  # Prefect's own record says so too, not "Failed"
+        state = client.read_flow_run(UUID(run.prefect_flow_run_id)).state
+    assert state is not None and state.is_cancelled() and "cancelled by alice" in (state.message or "")
     steps = {s.stage: s for s in run.steps}
     assert list(steps) == ["plan", "speak", "align", "feel", "render"]  # publish never started
     assert all(steps[s].cache_hit for s in ("plan", "speak", "align", "feel"))
