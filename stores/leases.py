@@ -8,7 +8,8 @@
                           steps "failed"; the next worker reuses every step that was committed
 
 The owner is `host:pid` of the worker process. A lease is as long as the store's `lease_seconds`
-(EMOFLOW_LEASE_SECONDS, 60 s by default); workers renew it every third of that.
+(EMOFLOW_LEASE_SECONDS, 60 s by default); workers renew it every third of that. `renewing` is the
+thread behind it, and behind the heartbeats of routed renders (stores/heartbeats.py).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime, timedelta
 from typing import cast
@@ -115,6 +116,33 @@ class LeaseMixin(StoreBase):
 
 
 @contextmanager
+def renewing(every: float, renew: Callable[[], bool], what: str) -> Iterator[threading.Event]:
+    """Call `renew` every `every` seconds, in a thread, until the block ends.
+
+    Yields an event that is set, and the renewing stops, once `renew` returns False. A StoreError (a
+    database hiccup) is logged and tried again next time, before whatever is renewed runs out.
+    """
+    stop, lost = threading.Event(), threading.Event()
+
+    def loop() -> None:
+        while not stop.wait(every):
+            try:
+                if not renew():
+                    lost.set()
+                    return
+            except StoreError as exc:
+                log.warning("could not renew %s: %s", what, exc)
+
+    thread = threading.Thread(target=loop, name=f"renew {what}", daemon=True)
+    thread.start()
+    try:
+        yield lost
+    finally:
+        stop.set()
+        thread.join()
+
+
+@contextmanager
 def kept_lease(store: LeaseMixin, job_id: str, owner: str | None = None) -> Iterator[threading.Event]:
     """Renew the job's lease every third of its length until the block ends.
 
@@ -122,22 +150,12 @@ def kept_lease(store: LeaseMixin, job_id: str, owner: str | None = None) -> Iter
     the work goes on, and finish_run then leaves the job to its new owner.
     """
     owner = owner or process_owner()
-    stop, lost = threading.Event(), threading.Event()
 
-    def renew() -> None:
-        while not stop.wait(store.lease_seconds / 3):
-            try:
-                if not store.renew_lease(job_id, owner):
-                    lost.set()
-                    log.warning("lease on job %s lost: it was reclaimed after its lease expired", job_id)
-                    return
-            except StoreError as exc:  # a database hiccup: try again next time, before the lease runs out
-                log.warning("could not renew the lease on job %s: %s", job_id, exc)
+    def renew() -> bool:
+        if store.renew_lease(job_id, owner):
+            return True
+        log.warning("lease on job %s lost: it was reclaimed after its lease expired", job_id)
+        return False
 
-    thread = threading.Thread(target=renew, name=f"lease-{job_id[:8]}", daemon=True)
-    thread.start()
-    try:
+    with renewing(store.lease_seconds / 3, renew, f"the lease on job {job_id}") as lost:
         yield lost
-    finally:
-        stop.set()
-        thread.join()

@@ -1,5 +1,5 @@
-"""A scale-out deployment on loopback, of real processes: what tests/reliability/test_two_hosts.py and
-bench/scale_out.py run emoflow on.
+"""A scale-out deployment on loopback, of real processes: what tests/reliability/test_two_hosts.py,
+test_stage_routing.py, test_render_worker_death.py and bench/scale_out.py run emoflow on.
 
     with Cluster(workdir, postgres_url) as cluster:   # Prefect server on PostgreSQL, moto's S3, deploy
         cluster.submit(job_files)
@@ -23,7 +23,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
-from typing import IO
+from typing import IO, TYPE_CHECKING, Any, cast
 
 import fsspec
 import httpx
@@ -31,12 +31,18 @@ from sqlalchemy import create_engine, make_url, text
 
 from stores.store import ArtifactStore
 
+if TYPE_CHECKING:
+    import pytest
+
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 BUCKET = "emoflow-cluster"
 DEPLOYMENT = "drain-queue/nightly-drain"
 RENDER_DEPLOYMENT = "render-stage/gpu"
 CPU_POOL, GPU_POOL = "emoflow-process", "emoflow-gpu"
+# a CPU worker's settings that send its renders to the GPU pool; the preview renderer stands in for the
+# diffusion one (routing does not depend on what renders)
+ROUTING = {"EMOFLOW_RENDER_DEPLOYMENT": RENDER_DEPLOYMENT, "EMOFLOW_ROUTED_RENDERERS": "preview"}
 
 
 def free_port() -> int:
@@ -69,6 +75,12 @@ def answers(url: str) -> bool:
         return httpx.get(url, timeout=1.0).status_code < 500
     except httpx.HTTPError:
         return False
+
+
+def stage_hosts(store: ArtifactStore, stage: str) -> list[str]:
+    """The hosts that began `stage`'s steps, oldest first: each step.start event names its host."""
+    events = reversed(store.audit_events_by_action("step.start"))
+    return [event.details["host"] for event in events if event.details.get("stage") == stage]
 
 
 def kill_host(home: Path) -> int:
@@ -214,9 +226,23 @@ class Cluster:
     def run_deployment(self) -> None:
         self.run([str(BIN / "prefect"), "deployment", "run", DEPLOYMENT])
 
+    def flow_runs(self, flow: str) -> list[dict[str, Any]]:
+        """The Prefect server's flow runs of `flow`, as its REST API returns them, oldest first."""
+        query = {"flows": {"name": {"any_": [flow]}}, "sort": "EXPECTED_START_TIME_ASC"}
+        response = httpx.post(f"{self.api}/flow_runs/filter", json=query, timeout=10)
+        response.raise_for_status()
+        return cast(list[dict[str, Any]], response.json())
+
     def open_store(self) -> ArtifactStore:
         """The store, from this process: it needs the same S3 settings (set them in os.environ first)."""
         return ArtifactStore(self.store_url, self.blob_root)
+
+    def open_store_here(self, monkeypatch: pytest.MonkeyPatch) -> ArtifactStore:
+        """The store, from a test's own process, with the cluster's S3 settings set through `monkeypatch`
+        (undone after the test)."""
+        for key, value in self.s3_settings().items():
+            monkeypatch.setenv(key, value)
+        return self.open_store()
 
     def s3_settings(self) -> dict[str, str]:
         return {key: value for key, value in self.shared.items() if key.startswith("AWS_")}
