@@ -175,11 +175,20 @@ class Cluster:
         wait_for(lambda: answers(f"http://127.0.0.1:{self.s3_port}"), 60, "moto's S3 server")
         httpx.put(f"http://127.0.0.1:{self.s3_port}/{BUCKET}", timeout=10).raise_for_status()
         wait_for(lambda: answers(f"{self.api}/health"), 180, "the Prefect server")
-        prefect = str(BIN / "prefect")
-        for pool in (CPU_POOL, GPU_POOL):
-            self.run([prefect, "work-pool", "create", pool, "--type", "process"])
-        self.run([prefect, "work-pool", "set-concurrency-limit", GPU_POOL, "1"])  # one render at a time
-        self.run([prefect, "--no-prompt", "deploy", "--all"])
+        # the pools over the REST API (each `prefect` CLI process costs seconds of imports), with the job
+        # template `prefect work-pool create --type process` would give them
+        from prefect.workers.process import ProcessWorker
+
+        template = ProcessWorker.get_default_base_job_template()
+        for pool, limit in ((CPU_POOL, None), (GPU_POOL, 1)):  # the GPU pool: one render at a time
+            body = {
+                "name": pool,
+                "type": "process",
+                "base_job_template": template,
+                "concurrency_limit": limit,
+            }
+            httpx.post(f"{self.api}/work_pools/", json=body, timeout=30).raise_for_status()
+        self.run([str(BIN / "prefect"), "--no-prompt", "deploy", "--all"])  # from prefect.yaml, as users do
         return self
 
     def __exit__(
@@ -224,7 +233,14 @@ class Cluster:
         return kill_host(self.workdir / host)
 
     def run_deployment(self) -> None:
-        self.run([str(BIN / "prefect"), "deployment", "run", DEPLOYMENT])
+        """A flow run of the drain deployment, as `prefect deployment run` makes one."""
+        flow, name = DEPLOYMENT.split("/")
+        found = httpx.get(f"{self.api}/deployments/name/{flow}/{name}", timeout=30)
+        found.raise_for_status()
+        created = httpx.post(
+            f"{self.api}/deployments/{found.json()['id']}/create_flow_run", json={}, timeout=30
+        )
+        created.raise_for_status()
 
     def flow_runs(self, flow: str) -> list[dict[str, Any]]:
         """The Prefect server's flow runs of `flow`, as its REST API returns them, oldest first."""
