@@ -3,10 +3,15 @@
 A cached `narrate` flow run computes nothing, yet a CLI process that runs it imports Prefect and every
 engine (5 s here, most of a cached narration). When `tasks.resolve` finds every step of a submitted job
 in the store, this module records the run the way that flow run would: a new run with one cache-hit
-step per stage (the same store calls, audit events and lineage as `run_stage`'s cache hits), the
-published files exported again, the run finished; and Prefect's record of it, a Completed `narrate`
-flow run with the run's summary artifact, written through the REST API (flows/prefect_api.py).
+step per stage (the same rows, audit events and lineage as `run_stage`'s cache hits), the published
+files exported again, the run finished; and Prefect's record of it, a Completed `narrate` flow run with
+the run's summary artifact, written through the REST API (flows/prefect_api.py).
 Anything the resolver is unsure of sends the job to the flow instead.
+
+A manifest is taken CHUNK rows at a time: the rows are submitted, then resolved together (one store
+query per stage), and each job's cache hits and exports are written in one transaction each, while
+Prefect's requests go out from the recorder's background thread. One job or a manifest's, the records
+are the same (tests/flows/test_fast_path.py compares them).
 
 Neither Prefect, torch nor an engine is imported here: tests/flows/test_fast_path.py checks it.
 """
@@ -15,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Sequence
+from concurrent.futures import Future
 from pathlib import Path
 
 from flows.prefect_api import PrefectRecorder
@@ -25,17 +31,26 @@ from kernel.paths import ensure_writable_dir
 from kernel.progress import emit
 from kernel.settings import get_settings
 from stores.leases import kept_lease
+from stores.runs import CacheHit
 from stores.store import ArtifactStore
 from tasks.context import open_store
 from tasks.intake import submit_job
-from tasks.job import find_job
 from tasks.keys import step_fields, stop_if_cancelled
-from tasks.resolve import Resolution, one_look, resolve
+from tasks.resolve import Resolution, ResolvedStep, find_jobs, one_look, resolve, resolve_many
 from tasks.stages import PUBLISH, Published, published_files
-from tasks.summary import RunSummary, export_files, run_summary
+from tasks.summary import export_files, run_summary
 
 # the shell submits through flows; this module is its way to the resolver too
 __all__ = ["narrate_from_store", "narrate_manifest_from_store", "open_store", "submit_job"]
+
+# manifest rows resolved and recorded together: small enough that Prefect's server records one chunk
+# while the next is submitted, large enough that a chunk's lookups and bulk requests stay few
+CHUNK = 10
+NO_SERVER = "no Prefect server to record the run in (an ephemeral one needs the flow)"
+NO_TEXTS = "the job's texts are not in the store yet"
+
+# what narrating one resolved job came to: its narration, a decline (the flow must run it), or the error
+Narrated = Narration | str | Exception
 
 
 def narrate_from_store(job_id: str, recorder: PrefectRecorder | None) -> tuple[Narration | None, str]:
@@ -44,59 +59,153 @@ def narrate_from_store(job_id: str, recorder: PrefectRecorder | None) -> tuple[N
     Declines before writing any run: the caller then runs the flow on the same job.
     """
     if recorder is None:
-        return None, "no Prefect server to record the run in (an ephemeral one needs the flow)"
+        return None, NO_SERVER
     store = open_store()
-    job = find_job(store, job_id)  # writes nothing: a declined job reaches the flow as it was submitted
+    # writes nothing: a declined job reaches the flow as it was submitted
+    job = find_jobs(store, [job_id])[job_id]
     if job is None:
-        return None, "the job's texts are not in the store yet"
+        return None, NO_TEXTS
     with one_look():
         resolution = resolve(store, job)
     if resolution.declined is not None:
         return None, resolution.declined
-    try:
-        flow_run_id = recorder.start(job_id)
-    except EngineError as exc:
-        return None, str(exc)
-    try:
-        narration, summary = _record(store, resolution, flow_run_id)
-    except BaseException as exc:
-        with contextlib.suppress(EngineError):
-            recorder.finish(flow_run_id, error=str(exc) or type(exc).__name__)
-        raise
-    # the store has the run: what follows completes Prefect's record of it
-    recorder.complete(flow_run_id, summary.key, summary.description, summary.markdown)
-    return narration, ""
+    [narrated] = narrate_resolved(store, [resolution], recorder).results()
+    if isinstance(narrated, Exception):
+        raise narrated
+    return (None, narrated) if isinstance(narrated, str) else (narrated, "")
 
 
-def _record(store: ArtifactStore, resolution: Resolution, flow_run_id: str) -> tuple[Narration, RunSummary]:
+def narrate_resolved(
+    store: ArtifactStore, resolutions: Sequence[Resolution], recorder: PrefectRecorder
+) -> InFlight:
+    """Record each completely resolved job's run in the store, and queue Prefect's record of it; the
+    caller goes on while the recorder sends it, and `InFlight.results` waits for the end."""
+    # 1. Prefect: a Running flow run per job, all queued now, sent one after another in the background
+    starts = [recorder.later(recorder.start, resolution.job.job_id) for resolution in resolutions]
+    results: list[Narrated] = []
+    recorded: dict[int, tuple[str, Narration]] = {}  # job index -> (its flow run id, its narration)
+    fails: list[Future[None]] = []
+    # 2. The store: each job's run, as its flow run's id arrives
+    for index, (resolution, start) in enumerate(zip(resolutions, starts, strict=True)):
+        try:
+            flow_run_id = start.result()
+        except EngineError as exc:  # nothing written yet: the flow runs the job
+            results.append(str(exc))
+            continue
+        try:
+            narration = _record(store, resolution, flow_run_id)
+        except BaseException as exc:
+            fails.append(recorder.later(recorder.finish, flow_run_id, error=str(exc) or type(exc).__name__))
+            if not isinstance(exc, Exception):
+                raise
+            results.append(exc)  # as in a batch's flow: one job's failure is reported, not raised
+            continue
+        recorded[index] = (flow_run_id, narration)
+        results.append(narration)
+    if not recorded:
+        return InFlight(results, None, fails)
+    # 3. Prefect: each run's summary (all runs read back at once), then the runs Completed
+    records = store.runs_by_id([narration.run_id for _, narration in recorded.values()])
+    artifacts: dict[int, tuple[str, Future[None]]] = {}
+    for (index, (flow_run_id, narration)), record in zip(recorded.items(), records, strict=True):
+        summary = run_summary(record, narration.published)
+        artifact = recorder.later(
+            recorder.markdown, flow_run_id, summary.key, summary.description, summary.markdown
+        )
+        artifacts[index] = (flow_run_id, artifact)
+    return InFlight(results, recorder.later(_complete, recorder, artifacts), fails)
+
+
+class InFlight:
+    """Resolved jobs recorded in the store, while the recorder still sends Prefect's record of them."""
+
+    def __init__(
+        self,
+        results: list[Narrated],
+        completion: Future[dict[int, Exception]] | None,
+        fails: list[Future[None]],
+    ) -> None:
+        self._results, self._completion, self._fails = results, completion, fails
+
+    def results(self) -> list[Narrated]:
+        """One result per job, once Prefect has it all: a job whose record Prefect refused is an error."""
+        errors = self._completion.result() if self._completion is not None else {}
+        for fail in self._fails:
+            with contextlib.suppress(EngineError):
+                fail.result()
+        return [errors.get(index, result) for index, result in enumerate(self._results)]
+
+
+def _complete(
+    recorder: PrefectRecorder, artifacts: dict[int, tuple[str, Future[None]]]
+) -> dict[int, Exception]:
+    """Complete the runs whose summary was written; the errors by job index. Runs in the recorder's one
+    background thread, after the artifacts it waits for (queued before it), so they are done."""
+    errors: dict[int, Exception] = {}
+    written: dict[int, str] = {}
+    for index, (flow_run_id, artifact) in artifacts.items():
+        failure = artifact.exception()
+        if failure is None:
+            written[index] = flow_run_id
+        elif isinstance(failure, Exception):
+            errors[index] = failure
+    refused = recorder.complete_all(list(written.values()))
+    errors |= {index: EngineError(refused[run]) for index, run in written.items() if run in refused}
+    return errors
+
+
+def _record(store: ArtifactStore, resolution: Resolution, flow_run_id: str) -> Narration:
     job = resolution.job
     run_id = store.start_run(job.job_id, prefect_flow_run_id=flow_run_id)
     with recorded_run(store, run_id), kept_lease(store, job.job_id):
-        for step in resolution.steps:
-            if step.stage is PUBLISH:
-                ensure_writable_dir(Path(job.options.output_dir))  # as the publish task, before its step
-            emit("stage_started", step.stage.name)
-            try:
-                stop_if_cancelled(store, run_id, step.stage.name)
-            except RunCancelled as exc:
-                emit("stage_failed", step.stage.name, str(exc))
-                raise
-            fields = step_fields(run_id, step.stage, step.identity, step.params, step.key, step.inputs)
-            store.record_cache_hit(**fields, outputs=step.outputs)
-            emit("stage_finished", step.stage.name, True, 0.0)
+        _record_steps(store, run_id, resolution)
         found = {name: ref for step in resolution.steps for name, ref in step.outputs.items()}
         published = Published(**resolution.steps[-1].outputs)
         exports = published_files(job.options, published, found["plan"], found["curve"])
         files = export_files(store, run_id, Path(job.options.output_dir), exports)
-    summary = run_summary(store.run(run_id), files)
-    return Narration(job_id=job.job_id, run_id=run_id, published=files), summary
+    return Narration(job_id=job.job_id, run_id=run_id, published=files)
+
+
+def _record_steps(store: ArtifactStore, run_id: str, resolution: Resolution) -> None:
+    """The run's cache-hit steps, in one transaction."""
+    steps = resolution.steps
+    assert steps[-1].stage is PUBLISH, [step.stage.name for step in steps]
+    emit("stage_started", steps[0].stage.name)
+    try:
+        # once for all the steps: they are written together, in less time than one stage checks
+        stop_if_cancelled(store, run_id, steps[0].stage.name)
+    except RunCancelled as exc:
+        emit("stage_failed", steps[0].stage.name, str(exc))
+        raise
+    try:
+        ensure_writable_dir(Path(resolution.job.options.output_dir))  # as the publish task, before its step
+    except BaseException:
+        _write_hits(store, run_id, steps[:-1])  # the flow would have recorded the steps before publish
+        raise
+    _write_hits(store, run_id, steps)
+
+
+def _write_hits(store: ArtifactStore, run_id: str, steps: Sequence[ResolvedStep]) -> None:
+    hits = [
+        CacheHit(
+            **step_fields(run_id, step.stage, step.identity, step.params, step.key, step.inputs),
+            outputs=step.outputs,
+        )
+        for step in steps
+    ]
+    store.record_cache_hits(hits)
+    for index, step in enumerate(steps):
+        if index:  # the first stage was announced before the cancel check
+            emit("stage_started", step.stage.name)
+        emit("stage_finished", step.stage.name, True, 0.0)
 
 
 def narrate_manifest_from_store(
     rows: Sequence[ManifestRow], recorder: PrefectRecorder | None, declined: dict[int, str] | None = None
 ) -> tuple[dict[int, JobOutcome], dict[int, str]]:
-    """Submit every valid row and narrate from the store those with nothing to compute, one row after
-    another (two threads were no faster here: the rows share one SQLite file and the GIL).
+    """Submit every valid row and narrate from the store those with nothing to compute, CHUNK rows at a
+    time: a chunk is submitted and resolved while Prefect's server records the one before (rows in
+    threads were no faster here: they share one SQLite file and the GIL).
 
     Returns the outcomes by row position (rejected and fast-path rows) and, by position, the job ids
     of the submitted rows the flow must narrate (flows.batch.run_manifest takes them as they are);
@@ -104,47 +213,110 @@ def narrate_manifest_from_store(
     """
     outcomes: dict[int, JobOutcome] = {}
     pending: dict[int, str] = {}
+    why: dict[int, str] = {}
+    previous: _Rows | None = None
     with one_look():  # one decision on the engines' files for the whole manifest, as a flow process makes
-        for position, row in enumerate(rows):
-            outcome, job_id, why = _narrate_row(row, recorder)
-            if outcome is not None:
-                outcomes[position] = outcome
-            elif job_id is not None:
-                pending[position] = job_id
-                if declined is not None:
-                    declined[position] = why
+        for first in range(0, len(rows), CHUNK):
+            current = _narrate_rows(rows, range(first, min(first + CHUNK, len(rows))), recorder, outcomes)
+            if previous is not None:
+                previous.settle(outcomes, pending, why)
+            previous = current
+        if previous is not None:
+            previous.settle(outcomes, pending, why)
+    if declined is not None:
+        declined |= why
     return outcomes, pending
 
 
-def _narrate_row(
-    row: ManifestRow, recorder: PrefectRecorder | None
-) -> tuple[JobOutcome | None, str | None, str]:
-    """(the row's outcome, or None and its job id for the flow with why it was declined)."""
-    if row.spec is None:
-        return (
-            _finished(JobOutcome(row.row_id, row.where, "rejected", error=row.error or "invalid row")),
-            None,
-            "",
-        )
+class _Rows:
+    """A chunk's submitted rows: those the flow must narrate (with why), and those narrated from the
+    store while Prefect's record of them is sent."""
+
+    def __init__(self, rows: Sequence[ManifestRow], submitted: dict[int, str]) -> None:
+        self.rows, self.submitted = rows, submitted
+        self.declined: dict[int, str] = {}
+        self.failed: dict[int, Exception] = {}
+        self.narrated: list[int] = []  # positions, in the order of `in_flight`'s results
+        self.in_flight: InFlight | None = None
+
+    def settle(self, outcomes: dict[int, JobOutcome], pending: dict[int, str], why: dict[int, str]) -> None:
+        """Wait for Prefect's record, then give each row its outcome, or send it to the flow."""
+        results = self.in_flight.results() if self.in_flight is not None else []
+        failed = dict(self.failed)
+        for position, result in zip(self.narrated, results, strict=True):
+            if isinstance(result, str):
+                self.declined[position] = result
+            elif isinstance(result, Exception):
+                failed[position] = result
+            else:
+                row = self.rows[position]
+                video = result.published["video.mp4"]
+                outcome = JobOutcome(
+                    row.row_id, row.where, "succeeded", result.job_id, result.run_id, 0, video
+                )
+                outcomes[position] = _finished(outcome)
+        store = open_store()
+        for position, exc in failed.items():
+            row, job_id = self.rows[position], self.submitted[position]
+            runs = store.job_runs(job_id)
+            run_id = runs[-1].id if runs else None
+            error = str(exc) or type(exc).__name__
+            outcomes[position] = _finished(
+                JobOutcome(row.row_id, row.where, "failed", job_id, run_id, error=error)
+            )
+        for position, reason in self.declined.items():
+            pending[position], why[position] = self.submitted[position], reason
+
+
+def _narrate_rows(
+    rows: Sequence[ManifestRow],
+    positions: range,
+    recorder: PrefectRecorder | None,
+    outcomes: dict[int, JobOutcome],
+) -> _Rows:
+    """Submit and resolve these rows, and record those resolved in the store (rejected rows get their
+    outcome now; the others when the chunk settles)."""
     store = open_store()
+    # 1. Submit every valid row, as the flow's batch would
+    submitted: dict[int, str] = {}
+    for position in positions:
+        row = rows[position]
+        if row.spec is None:
+            outcome = JobOutcome(row.row_id, row.where, "rejected", error=row.error or "invalid row")
+            outcomes[position] = _finished(outcome)
+            continue
+        try:
+            submitted[position] = submit_job(row.spec, get_settings(), store)
+        except EmoflowError as exc:
+            outcomes[position] = _finished(JobOutcome(row.row_id, row.where, "rejected", error=str(exc)))
+    chunk = _Rows(rows, submitted)
+    if recorder is None:
+        chunk.declined = dict.fromkeys(submitted, NO_SERVER)
+        return chunk
+    # 2. Resolve them together: a few queries per stage for all the rows
     try:
-        job_id = submit_job(row.spec, get_settings(), store)
-    except EmoflowError as exc:
-        return _finished(JobOutcome(row.row_id, row.where, "rejected", error=str(exc))), None, ""
-    try:
-        narration, why = narrate_from_store(job_id, recorder)
-    except Exception as exc:  # as in a batch's flow: one job's failure is reported, not raised
-        runs = store.job_runs(job_id)
-        run_id = runs[-1].id if runs else None
-        error = str(exc) or type(exc).__name__
-        return _finished(JobOutcome(row.row_id, row.where, "failed", job_id, run_id, error=error)), None, ""
-    if narration is None:
-        return None, job_id, why
-    video = narration.published["video.mp4"]
-    outcome = JobOutcome(row.row_id, row.where, "succeeded", job_id, narration.run_id, 0, video)
-    return _finished(outcome), None, ""  # the progress bar moves as each row is done
+        jobs = find_jobs(store, list(submitted.values()))
+        findable = [(position, jobs[job_id]) for position, job_id in submitted.items()]
+        resolutions = iter(resolve_many(store, [job for _, job in findable if job is not None]))
+    except Exception as exc:  # as in a batch's flow: reported per job, not raised
+        chunk.failed = dict.fromkeys(submitted, exc)
+        return chunk
+    ready: list[Resolution] = []
+    for position, job in findable:
+        resolution = next(resolutions) if job is not None else None
+        if resolution is None:
+            chunk.declined[position] = NO_TEXTS
+        elif resolution.declined is not None:
+            chunk.declined[position] = resolution.declined
+        else:
+            chunk.narrated.append(position)
+            ready.append(resolution)
+    # 3. Narrate the resolved rows from the store; Prefect's record of them follows in the background
+    if ready:
+        chunk.in_flight = narrate_resolved(store, ready, recorder)
+    return chunk
 
 
 def _finished(outcome: JobOutcome) -> JobOutcome:
-    emit("job_finished", outcome)
+    emit("job_finished", outcome)  # the progress bar moves as each row is done
     return outcome

@@ -7,6 +7,7 @@ import contextlib
 import os
 import shutil
 import uuid
+from collections.abc import Collection, Iterable, Sequence
 from pathlib import Path
 
 from sqlalchemy import select
@@ -20,6 +21,9 @@ from stores.convert import STEP_LOADING, artifact_ref, step_record
 from stores.records import ArtifactRef, LineageStep, NewArtifact
 from stores.schema import Artifact, Lineage, Step
 from stores.status import StepStatus
+
+# values bound in one IN (...): well under SQLite's and PostgreSQL's limits on parameters
+IN_CHUNK = 500
 
 
 class ArtifactsMixin(StoreBase):
@@ -57,21 +61,41 @@ class ArtifactsMixin(StoreBase):
         self, sha256: str, destination: Path, actor: str = SYSTEM_ACTOR, run_id: str | None = None
     ) -> Path:
         """Copy a verified blob to `destination` atomically (no half-written file is ever visible)."""
-        destination = destination.expanduser().resolve()
-        source = self.blob_path(sha256)
-        temp = destination.with_name(f".{destination.name}.{uuid.uuid4().hex}.part")
-        try:
-            destination.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(source, temp)
-            os.replace(temp, destination)
-        except OSError as exc:
-            with contextlib.suppress(OSError):
-                temp.unlink()
-            raise InputError(f"cannot write {destination}: {exc.strerror or exc}") from exc
+        destination = self._copy_out(sha256, destination)
         with self._session() as session:
             details = {"sha256": sha256, "path": str(destination)}
             self._audit(session, "artifact.export", actor, run_id=run_id, details=details)
         return destination
+
+    def export_many(
+        self, files: Sequence[tuple[str, Path]], actor: str = SYSTEM_ACTOR, run_id: str | None = None
+    ) -> list[Path]:
+        """`export` of each (sha256, destination) in order, their audit events in one transaction.
+
+        A copy that fails raises after the events of the copies before it are recorded, as one `export`
+        call after another would leave them.
+        """
+        done: list[tuple[str, Path]] = []
+        try:
+            for sha256, destination in files:
+                done.append((sha256, self._copy_out(sha256, destination)))
+        finally:
+            if done:
+                with self._session() as session:
+                    for sha256, path in done:
+                        details = {"sha256": sha256, "path": str(path)}
+                        self._audit(session, "artifact.export", actor, run_id=run_id, details=details)
+        return [path for _, path in done]
+
+    def artifacts_by_hash(self, wanted: Iterable[tuple[str, str]]) -> dict[tuple[str, str], ArtifactRef]:
+        """The artifacts of these (sha256, kind) pairs that exist, in one query; missing ones are absent."""
+        pairs = set(wanted)
+        found: dict[tuple[str, str], ArtifactRef] = {}
+        with self._session() as session:
+            for row in self._artifact_rows(session, {sha256 for sha256, _ in pairs}):
+                if (row.sha256, row.kind) in pairs:
+                    found[(row.sha256, row.kind)] = artifact_ref(row)
+        return found
 
     # -- lineage -------------------------------------------------------------------------------
 
@@ -145,6 +169,45 @@ class ArtifactsMixin(StoreBase):
         except SAIntegrityError:
             row = session.scalars(query).one()
         return row
+
+    def _copy_out(self, sha256: str, destination: Path) -> Path:
+        """Copy a verified blob to `destination` atomically; the absolute destination."""
+        destination = destination.expanduser().resolve()
+        source = self.blob_path(sha256)
+        temp = destination.with_name(f".{destination.name}.{uuid.uuid4().hex}.part")
+        try:
+            destination.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(source, temp)
+            os.replace(temp, destination)
+        except OSError as exc:
+            with contextlib.suppress(OSError):
+                temp.unlink()
+            raise InputError(f"cannot write {destination}: {exc.strerror or exc}") from exc
+        return destination
+
+    def _artifact_rows(self, session: Session, shas: Collection[str]) -> list[Artifact]:
+        """Every row of these contents (any kind), a few hundred hashes per query."""
+        ordered = sorted(shas)
+        rows: list[Artifact] = []
+        for start in range(0, len(ordered), IN_CHUNK):
+            chunk = ordered[start : start + IN_CHUNK]
+            rows += session.scalars(select(Artifact).where(Artifact.sha256.in_(chunk)).order_by(Artifact.id))
+        return rows
+
+    def _existing_artifacts(
+        self, session: Session, refs: Iterable[ArtifactRef]
+    ) -> dict[tuple[str, str], Artifact]:
+        """`_existing_artifact` for many refs in one query: (sha256, kind) -> row."""
+        wanted = {(ref.sha256, ref.kind) for ref in refs}
+        rows = {
+            (row.sha256, row.kind): row
+            for row in self._artifact_rows(session, {sha256 for sha256, _ in wanted})
+        }
+        missing = sorted(wanted - rows.keys())
+        if missing:
+            sha256, kind = missing[0]
+            raise StoreError(f"no {kind} artifact with sha256 {sha256}")
+        return rows
 
     def _existing_artifact(self, session: Session, ref: ArtifactRef) -> Artifact:
         row = session.scalars(

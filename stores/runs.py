@@ -9,24 +9,40 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
 from kernel.crashpoints import crashpoint
 from kernel.errors import InputError, StoreError
 from kernel.runtime import host_name
-from stores.artifacts import ArtifactsMixin
+from stores.artifacts import IN_CHUNK, ArtifactsMixin
 from stores.base import SYSTEM_ACTOR
 from stores.convert import RUN_LOADING, STEP_LOADING, artifact_ref, aware, job_record, run_record
 from stores.leases import LeaseMixin
 from stores.records import ArtifactRef, JobRecord, NewArtifact, RunRecord
-from stores.schema import AuditEvent, Job, Lineage, Run, Step, utcnow
+from stores.schema import Artifact, AuditEvent, Job, Lineage, Run, Step, utcnow
 from stores.status import JobStatus, RunStatus, StepStatus
 
 CANCEL_REQUEST = "run.cancel_request"  # the audit action that asks a running run to stop
+
+
+@dataclass(frozen=True)
+class CacheHit:
+    """One cache-hit step, as `record_cache_hit` takes it; `record_cache_hits` writes many at once."""
+
+    run_id: str
+    stage: str
+    engine: str
+    engine_version: str
+    params: Mapping[str, Any]
+    cache_key: str
+    inputs: Mapping[str, ArtifactRef]
+    outputs: Mapping[str, ArtifactRef]
+    engine_digests: Mapping[str, str] | None = None
 
 
 def resolve_run_id(session: Session, prefix: str) -> str:
@@ -78,6 +94,16 @@ class RunsMixin(ArtifactsMixin, LeaseMixin):
             if row is None:
                 raise StoreError(f"no job {job_id}")
             return job_record(row)
+
+    def jobs(self, job_ids: Collection[str]) -> dict[str, JobRecord]:
+        """The jobs of these ids that exist, by id, a few hundred per query."""
+        ordered = sorted(set(job_ids))
+        found: dict[str, JobRecord] = {}
+        with self._session() as session:
+            for start in range(0, len(ordered), IN_CHUNK):
+                rows = session.scalars(select(Job).where(Job.id.in_(ordered[start : start + IN_CHUNK])))
+                found |= {row.id: job_record(row) for row in rows}
+        return found
 
     def start_run(self, job_id: str, prefect_flow_run_id: str | None, actor: str = SYSTEM_ACTOR) -> str:
         run_id = str(uuid.uuid4())
@@ -159,6 +185,19 @@ class RunsMixin(ArtifactsMixin, LeaseMixin):
                 session.scalars(select(Run).where(Run.id == full_id).options(*RUN_LOADING)).one()
             )
 
+    def runs_by_id(self, run_ids: Sequence[str]) -> list[RunRecord]:
+        """These runs (full ids), in the order given, in a constant number of statements per few hundred."""
+        found: dict[str, RunRecord] = {}
+        with self._session() as session:
+            for start in range(0, len(run_ids), IN_CHUNK):
+                chunk = run_ids[start : start + IN_CHUNK]
+                query = select(Run).where(Run.id.in_(chunk)).options(*RUN_LOADING)
+                found |= {run.id: run_record(run) for run in session.scalars(query)}
+        missing = [run_id for run_id in run_ids if run_id not in found]
+        if missing:
+            raise StoreError(f"no run {missing[0]}")
+        return [found[run_id] for run_id in run_ids]
+
     def list_runs(self, limit: int = 50) -> list[RunRecord]:
         """The newest `limit` runs, newest first, in a constant number of statements."""
         with self._session() as session:
@@ -191,6 +230,35 @@ class RunsMixin(ArtifactsMixin, LeaseMixin):
                 if outputs and all(self.blobs.exists(ref.sha256) for ref in outputs.values()):
                     return outputs
         return None
+
+    def cached_outputs_many(self, cache_keys: Collection[str]) -> dict[str, dict[str, ArtifactRef]]:
+        """`cached_outputs` of many keys in one query per few hundred: key -> outputs, for the keys
+        that have them (the newest committed step of the key whose blobs are all present)."""
+        ordered = sorted(set(cache_keys))
+        found: dict[str, dict[str, ArtifactRef]] = {}
+        with self._session() as session:
+            for start in range(0, len(ordered), IN_CHUNK):
+                query = (
+                    select(Step.id, Step.cache_key, Lineage.name, Artifact)
+                    .join(Lineage, Lineage.step_id == Step.id)
+                    .join(Artifact, Artifact.id == Lineage.artifact_id)
+                    .where(
+                        Step.cache_key.in_(ordered[start : start + IN_CHUNK]),
+                        Step.status == StepStatus.SUCCEEDED,
+                        Lineage.role == "output",
+                    )
+                    .order_by(Step.id.desc(), Lineage.id)
+                )
+                # key -> step id -> outputs, the newest step first (dicts keep the query's order)
+                candidates: dict[str, dict[int, dict[str, ArtifactRef]]] = {}
+                for step_id, key, name, artifact in session.execute(query):
+                    candidates.setdefault(key, {}).setdefault(step_id, {})[name] = artifact_ref(artifact)
+                for key, steps in candidates.items():
+                    for outputs in steps.values():
+                        if all(self.blobs.exists(ref.sha256) for ref in outputs.values()):
+                            found[key] = outputs
+                            break
+        return found
 
     def begin_step(
         self,
@@ -344,6 +412,66 @@ class RunsMixin(ArtifactsMixin, LeaseMixin):
                 details={"stage": stage, "cache_key": cache_key},
             )
             return step.id
+
+    def record_cache_hits(self, hits: Sequence[CacheHit], actor: str = SYSTEM_ACTOR) -> list[int]:
+        """`record_cache_hit` for each hit, in order, in one transaction: the same steps, lineage and
+        audit events, with the artifacts looked up in one query and the rows inserted in bulk (the ORM's
+        unit of work cost more than the SQL here)."""
+        if not hits:
+            return []
+        with self._session() as session:
+            refs = [ref for hit in hits for ref in (*hit.inputs.values(), *hit.outputs.values())]
+            artifacts = self._existing_artifacts(session, refs)
+            query = select(Run.id, Run.job_id).where(Run.id.in_({hit.run_id for hit in hits}))
+            job_ids = {run_id: job_id for run_id, job_id in session.execute(query)}
+            steps = []
+            for hit in hits:
+                now = utcnow()
+                steps.append(
+                    {
+                        "run_id": hit.run_id,
+                        "stage": hit.stage,
+                        "engine": hit.engine,
+                        "engine_version": hit.engine_version,
+                        "params": dict(hit.params),
+                        "cache_key": hit.cache_key,
+                        "engine_digests": dict(hit.engine_digests or {}),
+                        "status": StepStatus.CACHED,
+                        "cache_hit": True,
+                        "attempts": 0,
+                        "started_at": now,
+                        "finished_at": now,
+                        "seconds": 0.0,
+                    }
+                )
+            inserted = insert(Step).returning(Step.id, sort_by_parameter_order=True)
+            step_ids = list(session.scalars(inserted, steps))
+            links = [
+                {
+                    "step_id": step_id,
+                    "artifact_id": artifacts[(ref.sha256, ref.kind)].id,
+                    "role": role,
+                    "name": name,
+                }
+                for hit, step_id in zip(hits, step_ids, strict=True)
+                for role, named in (("input", hit.inputs), ("output", hit.outputs))
+                for name, ref in named.items()
+            ]
+            session.execute(insert(Lineage), links)
+            events = [
+                {
+                    "at": utcnow(),
+                    "actor": actor,
+                    "action": "step.cache_hit",
+                    "job_id": job_ids.get(hit.run_id),
+                    "run_id": hit.run_id,
+                    "step_id": step_id,
+                    "details": {"stage": hit.stage, "cache_key": hit.cache_key},
+                }
+                for hit, step_id in zip(hits, step_ids, strict=True)
+            ]
+            session.execute(insert(AuditEvent), events)
+            return step_ids
 
     # -- internals -----------------------------------------------------------------------------
 

@@ -5,7 +5,7 @@ the store-only resolver (tasks/resolve.py), so both compute a step's key and rec
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
@@ -84,6 +84,14 @@ def reusable_outputs(store: ArtifactStore, stage: Stage[Any], key: str) -> dict[
     if cached is not None and set(cached) == set(stage.output_names):
         return cached
     return None
+
+
+def reusable_outputs_many(
+    store: ArtifactStore, stage: Stage[Any], keys: Collection[str]
+) -> dict[str, dict[str, ArtifactRef]]:
+    """`reusable_outputs` of many keys of one stage in one store query: key -> outputs, where reusable."""
+    names = set(stage.output_names)
+    return {key: cached for key, cached in store.cached_outputs_many(keys).items() if set(cached) == names}
 
 
 def stop_if_cancelled(store: ArtifactStore, run_id: str, stage: str) -> None:

@@ -7,6 +7,7 @@ test_cache_truth.py), so edits made to the checkout while the tests run cannot r
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import re
@@ -17,12 +18,14 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 
 from models.identity import EngineIdentity, describe
 from models.identity_memo import IdentityMemo, Witness, witnessed_identity
+from stores.store import ArtifactStore
 from tests.reliability.helpers import STAGES, Home, write_job
 
 pytestmark = pytest.mark.slow
@@ -87,8 +90,8 @@ class Tree:
         assert done.returncode == 0, done.stdout + done.stderr
         return done
 
-    def narrate(self, *options: str) -> Narrated:
-        done = self.python("-m", "emoflow.cli", "narrate", str(self.job), *options)
+    def narrate(self, *options: str, job: Path | None = None) -> Narrated:
+        done = self.python("-m", "emoflow.cli", "narrate", str(job or self.job), *options)
         found = re.search(r"run (\S+): \d+ of \d+ steps computed", done.stdout)
         assert found, done.stdout
         steps = self.steps(found.group(1))
@@ -367,3 +370,85 @@ def test_engines_the_resolver_cannot_vouch_for_always_go_through_the_flow(
     finally:
         monkeypatch.delenv("EMOFLOW_RENDER_DEPLOYMENT")
         get_settings.cache_clear()
+
+
+def test_a_manifest_resolved_in_bulk_records_what_one_job_at_a_time_records(
+    tree: Tree, first: Narrated
+) -> None:
+    script = "Good morning. [angry 0.9] This must never happen again!"  # the tree's job: cached
+    manifest = tree.root / "bulk.csv"
+    with manifest.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["id", "name", "script", "portrait", "tts_engine", "size", "output_dir"])
+        for n in range(3):
+            # the narrated job's name too: the publish step's key covers it (the plot's title)
+            writer.writerow([f"bulk-{n}", "fast", script, "skimage:astronaut", "espeak", 128, f"bulk/{n}"])
+    done = tree.python("-m", "emoflow.cli", "batch", str(manifest)).stdout
+    assert "3 of 3 jobs narrated" in done and "3 of them resolved from the store" in done, done
+    # the same jobs one at a time: `emoflow narrate` of each row's job file
+    singles = [
+        tree.narrate(job=write_job(tree.root / f"single-{n}", "fast", script, f"single/{n}"))
+        for n in range(3)
+    ]
+    assert all(single.resolved for single in singles)
+    store = tree.home.store()
+    try:
+        # the manifest's runs: the three before the single narrations, oldest first
+        newest = store.list_runs(6)
+        assert [run.id for run in newest[:3]] == [single.run_id for single in reversed(singles)]
+        bulk_runs = list(reversed(newest[3:]))
+        folders = [Path(run.job.options["output_dir"]).name for run in bulk_runs]
+        assert folders == ["0", "1", "2"] and len({run.job.id for run in bulk_runs}) == 3
+        for bulk_run, single in zip(bulk_runs, singles, strict=True):
+            single_run = store.run(single.run_id)
+            assert bulk_run.status == single_run.status == "succeeded"
+            assert _run_shape(store, bulk_run.id) == _run_shape(store, single_run.id)
+            _assert_prefect_record(tree.prefect_api, bulk_run)
+            _assert_prefect_record(tree.prefect_api, single_run)
+            assert (Path(bulk_run.job.options["output_dir"]) / "video.mp4").is_file()
+    finally:
+        store.close()
+
+
+def _run_shape(store: ArtifactStore, run_id: str) -> tuple[Any, ...]:
+    """A run's steps (with lineage) and audit events, without ids, times, hosts or its output folder."""
+    steps = [
+        (
+            *(s.stage, s.status, s.cache_hit, s.cache_key, s.engine, s.engine_version, s.attempts),
+            *(dict(s.engine_digests), s.params, s.seconds),
+            {n: a.sha256 for n, a in s.inputs.items()},
+            {n: a.sha256 for n, a in s.outputs.items()},
+        )
+        for s in store.run(run_id).steps
+    ]
+    assert [step[0] for step in steps] == STAGES
+
+    def details(action: str, found: dict[str, Any]) -> dict[str, Any]:
+        kept = {k: v for k, v in found.items() if k not in ("host", "pid")}
+        if "path" in kept:  # the same file name, in each job's own folder
+            kept["path"] = Path(kept["path"]).name
+        return kept
+
+    events = [(e.action, e.actor, details(e.action, e.details)) for e in store.audit_events(run_id=run_id)]
+    assert [e[0] for e in events] == ["run.start"] + ["step.cache_hit"] * 6 + ["artifact.export"] * 6 + [
+        "run.finish"
+    ]
+    return steps, events
+
+
+def _assert_prefect_record(api: str, run: Any) -> None:
+    """A Completed `narrate` flow run named after the job, with its parameters, times and one summary."""
+    api = api.rstrip("/")
+    flow_run = httpx.get(f"{api}/flow_runs/{run.prefect_flow_run_id}").json()
+    assert flow_run["state_type"] == "COMPLETED"
+    assert flow_run["name"] == f"narrate-{run.job.id}"
+    assert flow_run["parameters"] == {"job_id": run.job.id}
+    assert flow_run["tags"] == []
+    assert flow_run["start_time"] and flow_run["end_time"] and flow_run["start_time"] <= flow_run["end_time"]
+    assert httpx.get(f"{api}/flows/{flow_run['flow_id']}").json()["name"] == "narrate"
+    artifacts = httpx.post(
+        f"{api}/artifacts/filter", json={"artifacts": {"flow_run_id": {"any_": [run.prefect_flow_run_id]}}}
+    ).json()
+    assert [(a["key"], a["type"]) for a in artifacts] == [(f"narration-{run.id[:8]}", "markdown")]
+    assert re.search(rf"# emoflow run `{run.id}`", artifacts[0]["data"])
+    assert artifacts[0]["data"].count("| yes |") == len(STAGES)
