@@ -15,10 +15,18 @@ Sections (all on this machine's CPU, engines as shipped):
             in the neutral reading), clicks, and the MFCC distance of each emotion's reshaped speech from
             the same plan spoken without reshaping (piper-noshape), and pYIN's voiced share of both and
             of the unreshaped speech resampled to the row's pitch shift (periodicity intact: what pitch
-            alone does to pYIN's voicing); neutral must come out unchanged.
+            alone does to pYIN's voicing); neutral must come out unchanged. `--envelope off` measures
+            Piper without the band table (tilt only, as 1.3), into `quality_noenvelope`.
+- envelope_wavs: WAVs and spectrogram PNGs of one sentence per emotion at 1.0, Piper without and with the
+            band table, into outputs/speech_envelope/ (for a human listener; not committed).
+- listener_split: does the spectral envelope generalise to people the table never heard? The band
+            table is derived from `--table-speakers` of the shared EmoDB copy, the listener (as
+            `emoflow evaluate speech` trains it) from `--listener-speakers` only, and Piper without
+            the table (1.3's tilt) and with it is heard at intensities 0.5 and 1.0 (needs `--data`).
 
 Writes bench/results/speech.json and prints the Markdown tables of bench/README.md.
-Run: .venv/bin/python bench/speech.py [--sections rtf,prosody,align,memory,quality] [--out PATH]
+Run: .venv/bin/python bench/speech.py [--sections rtf,prosody,align,memory,quality,listener_split]
+        [--out PATH] [--envelope on|off] [--data ../shared/data]
 """
 
 from __future__ import annotations
@@ -68,7 +76,8 @@ WORDS_PER_MINUTE = 200  # Piper speaks this paragraph at about 204 words per min
 
 def make_plan(script: str, labels: Any = ("neutral", 0.0)) -> EmotionPlan:
     """One word per WORD_RE match (the planner's rule); labels: a pair or f(sentence number) -> pair."""
-    words, sentence = [], 0
+    words: list[PlannedWord] = []
+    sentence = 0
     for i, match in enumerate(WORD_RE.finditer(script)):
         if i and any(c in ".!?" for c in script[words[-1].char_end : match.start()]):
             sentence += 1
@@ -82,11 +91,14 @@ def long_script(minutes: float) -> str:
     return (PARAGRAPH * max(1, round(minutes * WORDS_PER_MINUTE / n_words))).strip()
 
 
+ENVELOPE = True  # `--envelope off`: Piper without the band table (the rows' tilt alone, as 1.3)
+
+
 def engines() -> dict[str, Any]:
     from models.tts import get_speech_engine
 
     return {
-        "piper": get_speech_engine("piper"),
+        "piper": get_speech_engine("piper") if ENVELOPE else get_speech_engine("piper", envelope=False),
         "piper-noshape": get_speech_engine("piper", reshape=False),
         "espeak": get_speech_engine("espeak"),
     }
@@ -263,7 +275,7 @@ def _memory_child(engine_name: str, minutes: float, mode: str, path: str) -> Non
     plan = make_plan(long_script(minutes), lambda s: CYCLE[s % len(CYCLE)])
     started = time.perf_counter()
     if mode == "stream":
-        engine.synthesize_to(plan, path)
+        engine.synthesize_to(plan, path)  # type: ignore[attr-defined]  # piper and espeak both stream
         import soundfile as sf
 
         duration = sf.info(path).duration
@@ -366,6 +378,122 @@ def bench_quality() -> dict[str, Any]:
     return rows
 
 
+# 6. The envelope heard by a listener that never heard the table's speakers -------------------------------
+
+
+def bench_listener_split(
+    data: Path, table_speakers: list[str], listener_speakers: list[str]
+) -> dict[str, Any]:
+    from bench.emodb_prosody import emodb_envelope, write_envelope_table
+    from models.align.engine_timings import EngineTimingAligner
+    from models.evaluate.listener import engine_report, load_lines, speak_lines, train_listener
+    from models.plan.rules import RulePlanner
+    from models.tts.piper_engine import PiperEngine
+
+    if set(table_speakers) & set(listener_speakers):
+        raise SystemExit(
+            f"table and listener share speakers {sorted(set(table_speakers) & set(listener_speakers))}"
+        )
+    started = time.perf_counter()
+    emodb = data / "emodb" if (data / "emodb").is_dir() else data
+    work = ROOT / "outputs" / "bench" / "listener_split"
+    work.mkdir(parents=True, exist_ok=True)
+    # 1. The band table from the table's speakers only
+    envelope = emodb_envelope(emodb, table_speakers)
+    table = work / f"spectral_envelope_{'-'.join(table_speakers)}.yaml"
+    write_envelope_table(envelope, table)
+    # 2. Piper without and with the table speaks the listener's lines
+    variants = {"piper-tilt": PiperEngine(envelope=False), "piper-envelope": PiperEngine(envelope=table)}
+    lines = load_lines()
+    spoken = {
+        name: speak_lines(engine, RulePlanner(), EngineTimingAligner(), lines, work / "spoken" / name)
+        for name, engine in variants.items()
+    }
+    # 3. The listener from the other speakers only hears them
+    listener = train_listener(emodb, work, speakers=listener_speakers)
+    result: dict[str, Any] = {
+        "table_speakers": table_speakers,
+        "listener_speakers": listener.speakers,
+        "listener_clips": listener.clips,
+        "listener_model": listener.path.name,
+        "table": {k: v["gains_db"] for k, v in envelope["emotions"].items()},
+        "bands_hz": envelope["bands_hz"],
+        "engines": {},
+    }
+    for name, engine in variants.items():
+        report = engine_report(listener, spoken[name], work / "spoken" / name, work / "report", name)
+        result["engines"][name] = {
+            "version": engine.version,
+            "by_intensity": {
+                k: {
+                    "word_accuracy": round(r["word_accuracy"], 4),
+                    "clip_accuracy": round(r["clip_accuracy"], 4),
+                    "recall": {label: round(v, 3) for label, v in r["recall"].items()},
+                    "confusion": r["words"].get("confusion"),
+                }
+                for k, r in report["by_intensity"].items()
+            },
+        }
+        for k, r in result["engines"][name]["by_intensity"].items():
+            print(f"listener_split {name} at {k}: words {r['word_accuracy']:.1%} {r['recall']}", flush=True)
+    result["seconds"] = round(time.perf_counter() - started, 1)
+    return result
+
+
+def bench_envelope_wavs(out: Path = ROOT / "outputs" / "speech_envelope") -> dict[str, Any]:
+    import librosa
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import soundfile as sf
+
+    from models.tts.piper_engine import PiperEngine
+
+    out.mkdir(parents=True, exist_ok=True)
+    variants = {"tilt": PiperEngine(envelope=False), "envelope": PiperEngine()}
+    sentence = SENTENCES[1]
+    written: dict[str, Any] = {}
+    for label in ("neutral", *QUALITY_EMOTIONS):
+        plan = make_plan(sentence, (label, 0.0 if label == "neutral" else 1.0))
+        spoken = {name: engine.synthesize(plan) for name, engine in variants.items()}
+        figure, axes = plt.subplots(3, 1, figsize=(11, 9))
+        for axis, (name, speech) in zip(axes[:2], spoken.items(), strict=True):
+            sf.write(out / f"{label}_{name}.wav", speech.samples, speech.sample_rate)
+            level = librosa.amplitude_to_db(
+                np.abs(librosa.stft(speech.samples, n_fft=1024, hop_length=128)), ref=np.max
+            )
+            axis.imshow(
+                level,
+                origin="lower",
+                aspect="auto",
+                vmin=-80,
+                vmax=0,
+                cmap="magma",
+                extent=(0, speech.duration, 0, speech.sample_rate / 2),
+            )
+            axis.set_ylim(0, 8000)
+            axis.set_title(f"{label} at 1.0, Piper {speech_version(variants[name])}")
+        # long-term average spectra of both, to see the band gains as applied
+        for name, speech in spoken.items():
+            power = np.mean(np.abs(librosa.stft(speech.samples, n_fft=1024, hop_length=256)) ** 2, axis=1)
+            freqs = librosa.fft_frequencies(sr=speech.sample_rate, n_fft=1024)
+            axes[2].semilogx(freqs[1:], 10 * np.log10(power[1:] + 1e-12), label=name)
+        axes[2].set_xlim(50, 11000)
+        axes[2].legend()
+        axes[2].set_xlabel("Hz")
+        figure.tight_layout()
+        figure.savefig(out / f"{label}.png", dpi=80)
+        plt.close(figure)
+        written[label] = sorted(p.name for p in out.glob(f"{label}*"))
+        print(f"envelope_wavs {label}: {written[label]}", flush=True)
+    return written
+
+
+def speech_version(engine: Any) -> str:
+    return str(engine.version)
+
+
 def _boundary(speech: Speech, word: int) -> float:
     """The time between word `word - 1` and word `word`."""
     a, b = speech.timings.words[word - 1], speech.timings.words[word]
@@ -457,8 +585,14 @@ def main() -> None:
     parser.add_argument("--minutes", default="1,5,10")
     parser.add_argument("--memory-engines", default="piper,espeak")
     parser.add_argument("--memory-modes", default="stream,memory")
+    parser.add_argument("--envelope", choices=("on", "off"), default="on")
+    parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
+    parser.add_argument("--table-speakers", default="03,08,10")
+    parser.add_argument("--listener-speakers", default="09,11,12")
     args = parser.parse_args()
     sections = args.sections.split(",")
+    global ENVELOPE
+    ENVELOPE = args.envelope == "on"
     results: dict[str, Any] = {}
     if args.out.exists():  # keep sections not re-run
         results = json.loads(args.out.read_text())
@@ -474,7 +608,13 @@ def main() -> None:
     if "align" in sections:
         results["align"] = bench_align()
     if "quality" in sections:
-        results["quality"] = bench_quality()
+        results["quality" if ENVELOPE else "quality_noenvelope"] = bench_quality()
+    if "envelope_wavs" in sections:
+        bench_envelope_wavs()
+    if "listener_split" in sections:
+        results["listener_split"] = bench_listener_split(
+            args.data, args.table_speakers.split(","), args.listener_speakers.split(",")
+        )
     if "memory" in sections:
         results["memory"] = bench_memory(
             args.memory_engines.split(","),

@@ -94,8 +94,15 @@ class Listener:
     path: Path
 
 
-def train_listener(emodb_dir: Path, work_dir: Path, features: str = "embedded", log: Log = print) -> Listener:
-    """Train on every EmoDB speaker; kept in `work_dir` and reused while the clips and config are the same."""
+def train_listener(
+    emodb_dir: Path,
+    work_dir: Path,
+    features: str = "embedded",
+    log: Log = print,
+    speakers: Sequence[str] | None = None,
+) -> Listener:
+    """Train on every EmoDB speaker (or only `speakers`, for checks that keep some speakers out of the
+    listener); kept in `work_dir` and reused while the clips and config are the same."""
     from models.efp.emodb import emodb_clip_set
 
     clip_dir = work_dir / "clipset"
@@ -103,6 +110,12 @@ def train_listener(emodb_dir: Path, work_dir: Path, features: str = "embedded", 
         log(f"aligning EmoDB words into {clip_dir} (once) ...")
         emodb_clip_set(emodb_dir, clip_dir)
     clips = [c for c in read_clip_set(clip_dir) if c.words]
+    if speakers is not None:
+        known = {c.speaker for c in clips}
+        missing = sorted(set(speakers) - known)
+        if missing:
+            raise ValueError(f"speakers {missing} are not in {clip_dir}; it has {sorted(known)}")
+        clips = [c for c in clips if c.speaker in set(speakers)]
     labels = load_vocabulary().labels
     config = listener_config()
     extractor = build_extractor(features)

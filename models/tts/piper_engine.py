@@ -14,9 +14,11 @@ How the plan becomes speech:
    groups it should give, which handles "I am" -> one group, "1995" -> three).
 4. Each word is reshaped by pitch-synchronous overlap-add (`shaping.reshape`, `psola`): pitch shift,
    pitch-range scaling and declination, the residual rate of words whose emotion differs from the
-   sentence's, spectral tilt as an STFT filter, and gain. All targets glide over ~80 ms. Sentences whose
-   words ask for no pitch, tempo or tilt change skip the resynthesis and only get a smooth gain, so
-   neutral speech is Piper's own audio. The rows' breathiness (`breath_db`) is not applied.
+   sentence's, the spectral envelope as an STFT band equaliser (EmoDB's actors' per-emotion band gains,
+   prompts/spectral_envelope.yaml, since 1.4; the rows' single `tilt_db` only for emotions the table
+   lacks), and gain. All targets glide over ~80 ms. Sentences whose words ask for no pitch, tempo or
+   spectral change skip the resynthesis and only get a smooth gain, so neutral speech is Piper's own
+   audio. The rows' breathiness (`breath_db`) is not applied.
 5. A segment's `pause_ms` is inserted after its last word: between sentences as extra silence, inside a
    sentence as silence cut in at the quietest 10 ms near the word boundary with 8 ms fades.
 6. Sentences are butted together with 5 ms fades and a short gap; the mix keeps its level (so angry is
@@ -44,10 +46,19 @@ import numpy as np
 
 from kernel.errors import EngineError
 from kernel.threads import onnx_intra_op_threads
-from models.identity import EngineIdentity, describe
+from models.identity import EngineIdentity, describe, table_file
 from models.tts import common, streaming
 from models.tts.common import Sentence, Unit, WordSpan
-from models.tts.shaping import TimeMap, WordShape, apply_gain, needs_resynthesis, reshape
+from models.tts.shaping import (
+    SpectralEnvelope,
+    TimeMap,
+    WordShape,
+    apply_gain,
+    envelope_path,
+    load_envelope,
+    needs_resynthesis,
+    reshape,
+)
 from models.types import EmotionPlan, ProgressFn, Speech
 from models.vocabulary import PROSODY_PARTS, Prosody, Vocabulary, load_vocabulary, vocabulary_table
 
@@ -78,7 +89,7 @@ class PiperEngine(streaming.StreamingSynthesis):
     """Natural-sounding speech; emotion through length_scale, PSOLA reshaping and pauses."""
 
     name = "piper"
-    base_version = "1.3.0"
+    base_version = "1.4.0"
 
     def __init__(
         self,
@@ -90,7 +101,10 @@ class PiperEngine(streaming.StreamingSynthesis):
         seed: int = 0,
         sentence_gap_s: float = 0.1,
         vocabulary: Vocabulary | None = None,
+        envelope: bool | str | Path = True,
     ) -> None:
+        """`envelope`: True applies the shipped band table, a path another table (a check that derives
+        it from some speakers only), False the rows' `tilt_db` alone, as Piper 1.3 did."""
         self.model_path = Path(model_path) if model_path else None
         self.config_path = Path(config_path) if config_path else None
         self.reshape = reshape
@@ -98,6 +112,15 @@ class PiperEngine(streaming.StreamingSynthesis):
         self.seed = seed
         self.sentence_gap_s = sentence_gap_s
         self.vocabulary = vocabulary or load_vocabulary()
+        self.envelope_file: Path | None = None
+        if envelope is True:
+            self.envelope_file = envelope_path()
+        elif envelope is not False:
+            self.envelope_file = Path(envelope)
+        self.envelope: SpectralEnvelope | None = (
+            load_envelope(self.envelope_file) if self.envelope_file is not None else None
+        )
+        self.custom_envelope = envelope is not True and envelope is not False
         self.load_seconds: float | None = None
         self._voice: PiperVoice | None = None
         self._lock = threading.Lock()
@@ -115,16 +138,23 @@ class PiperEngine(streaming.StreamingSynthesis):
             parts.append(f"seed{self.seed}")
         if self.sentence_gap_s != 0.1:
             parts.append(f"gap{self.sentence_gap_s:g}")
+        if self.envelope_file is None:
+            parts.append("noenvelope")
+        elif self.custom_envelope:
+            parts.append(f"envelope-{self.envelope_file.stem}")
         if self.model_path is not None:
             parts.append(self.model_path.stem)
         return "+".join(parts)
 
     def identity(self) -> EngineIdentity:
-        """The voice's files by content, the prosody rows of the vocabulary, and the runtime."""
+        """The voice's files by content, the prosody rows of the vocabulary, the band table, the runtime."""
         model_path, config_path = self._voice_files()
+        tables = [vocabulary_table(self.vocabulary, *PROSODY_PARTS)]
+        if self.envelope_file is not None:
+            tables.append(table_file(self.envelope_file))
         return describe(
             self,
-            tables=[vocabulary_table(self.vocabulary, *PROSODY_PARTS)],
+            tables=tables,
             files={"voice.onnx": model_path, "voice.json": config_path},
             packages=("piper-tts", "onnxruntime", "pyworld"),
         )
@@ -285,7 +315,9 @@ class PiperEngine(streaming.StreamingSynthesis):
         else:
             spans = common.word_spans(weights, units, first_word, 0.0, duration)
 
-        # reshape pitch, energy and residual rate per word
+        # reshape pitch, energy, residual rate and envelope per word; the band table holds the actors'
+        # tilt, so a word with band gains gets no tilt_db on top
+        bands = [self._band_db(w.label, w.intensity) for w in words]
         shapes = [
             WordShape(
                 start=span.start,
@@ -295,13 +327,15 @@ class PiperEngine(streaming.StreamingSynthesis):
                 gain_db=p.energy_db,
                 rate=p.rate / base_rate,
                 declination_st_s=p.declination_st_s,
-                tilt_db=p.tilt_db,
+                tilt_db=0.0 if band else p.tilt_db,
                 breath_db=p.breath_db,
+                band_db=band,
             )
-            for span, p in zip(spans, local, strict=True)
+            for span, p, band in zip(spans, local, bands, strict=True)
         ]
         if self.reshape and needs_resynthesis(shapes):
-            audio, time_map = reshape(audio, sample_rate, shapes)
+            bands_hz = self.envelope.bands_hz if self.envelope is not None else ()
+            audio, time_map = reshape(audio, sample_rate, shapes, bands_hz)
             spans = [_map_span(span, time_map) for span in spans]
         else:
             audio = apply_gain(audio, sample_rate, shapes)
@@ -319,6 +353,12 @@ class PiperEngine(streaming.StreamingSynthesis):
             spans[k].end = min(spans[k].end, at)
             spans[k + 1].start = max(spans[k + 1].start, at + pause)
         return audio, spans
+
+    def _band_db(self, label: str, intensity: float) -> tuple[float, ...]:
+        """The word's band gains from the envelope table (() without a table or a row for its emotion)."""
+        if self.envelope is None:
+            return ()
+        return self.envelope.band_db(self.vocabulary.emotion(label).name, intensity)
 
     def _word_shape(self, text: str) -> tuple[int, str]:
         shape = self._shapes.get(text)

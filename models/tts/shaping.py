@@ -10,11 +10,13 @@ down again, each word's stretch changed towards its emotion:
 - rate: grains are repeated or skipped along a smooth rate curve (only where words of one sentence ask
   for different rates; the sentence's own rate already came from Piper's length_scale);
 - energy: a gain curve in the time domain;
-- voice quality: `tilt_db` raises 1-4 kHz against 0-1 kHz in voiced frames (vocal effort), as a smooth
-  time-varying STFT filter. The loudness is then matched, over ~150 ms, to the input's under the gain
-  curve, so pitch and tilt change colour, not level. `breath_db` is not applied: envelope-shaped noise
-  at the rows' +2-3 dB of aperiodicity cost spectral distance and barely moved the measured aperiodicity
-  (bench/README.md).
+- voice quality: a band equaliser on voiced frames, as a smooth time-varying STFT filter. Where the
+  emotion has a row in `prompts/spectral_envelope.yaml` (`band_db`: EmoDB's actors' envelope against
+  their neutral, per mel band) it applies that; otherwise `tilt_db` raises 1-4 kHz against 0-1 kHz
+  (vocal effort). Never both: the band rows already hold the actors' tilt. The loudness is then
+  matched, over ~150 ms, to the input's under the gain curve, so pitch and envelope change colour, not
+  level. `breath_db` is not applied: envelope-shaped noise at the rows' +2-3 dB of aperiodicity cost
+  spectral distance and barely moved the measured aperiodicity (bench/README.md).
 
 Why PSOLA and not a vocoder: WORLD's analysis and resynthesis turned a third of this voice's voiced frames
 into noise (pYIN's voiced share fell from 0.62 to 0.30-0.51, even for a 0.01-semitone shift); PSOLA
@@ -27,8 +29,8 @@ to 15 ms, and octave slips are folded back towards the local median (`track_f0`)
 
 Every per-word target is turned into a per-frame curve that holds the word's value over the word and is
 smoothed with an ~80 ms Hann window, so pitch, loudness and tempo glide across emotion boundaries
-instead of jumping. Sentences whose words need no pitch, tempo or tilt change skip the resynthesis and
-only get a smoothed gain curve in the time domain (`needs_resynthesis`).
+instead of jumping. Sentences whose words need no pitch, tempo, tilt or band change skip the resynthesis
+and only get a smoothed gain curve in the time domain (`needs_resynthesis`).
 """
 
 from __future__ import annotations
@@ -38,9 +40,14 @@ import math
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
+from importlib import resources
+from pathlib import Path
 
 import numpy as np
+import yaml
 
+from kernel.errors import InputError
 from models.tts import psola
 
 with warnings.catch_warnings():
@@ -73,6 +80,48 @@ class WordShape:
     declination_st_s: float = 0.0
     tilt_db: float = 0.0
     breath_db: float = 0.0  # carried for engines that can apply it; `reshape` does not (see above)
+    band_db: tuple[float, ...] = ()  # per band of `reshape`'s `bands_hz`; () = none (then tilt_db applies)
+
+
+@dataclass(frozen=True)
+class SpectralEnvelope:
+    """Per-emotion envelope gains (dB at intensity 1.0) on mel band centres, as the band equaliser
+    applies them (prompts/spectral_envelope.yaml, made by bench/emodb_prosody.py)."""
+
+    bands_hz: tuple[float, ...]
+    gains_db: dict[str, tuple[float, ...]]
+    source: str  # the file, for cache keys and the audit trail
+
+    def band_db(self, emotion: str, intensity: float) -> tuple[float, ...]:
+        """The emotion's gains scaled by intensity (0..1, as the prosody rows are); () when the table has
+        no row for it (neutral, surprise)."""
+        gains = self.gains_db.get(emotion)
+        if gains is None:
+            return ()
+        k = max(0.0, min(1.0, intensity))
+        return tuple(g * k for g in gains)
+
+
+def envelope_path() -> Path:
+    return Path(str(resources.files("prompts") / "spectral_envelope.yaml"))
+
+
+@lru_cache(maxsize=4)
+def load_envelope(path: Path | None = None) -> SpectralEnvelope:
+    """The band table; InputError names the file and what is wrong with it."""
+    path = path or envelope_path()
+    data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    try:
+        bands = tuple(float(f) for f in data["bands_hz"])
+        gains = {str(k): tuple(float(g) for g in v) for k, v in data["emotions"].items()}
+    except (KeyError, TypeError, ValueError):
+        raise InputError(f"{path}: needs bands_hz (numbers) and emotions (name -> list of dB)") from None
+    if len(bands) < 2 or any(b <= a for a, b in itertools.pairwise(bands)):
+        raise InputError(f"{path}: bands_hz must rise, with at least two bands; got {list(bands)}")
+    wrong = sorted(name for name, row in gains.items() if len(row) != len(bands))
+    if wrong:
+        raise InputError(f"{path}: emotions {wrong} need one gain per band ({len(bands)})")
+    return SpectralEnvelope(bands, gains, str(path))
 
 
 def needs_resynthesis(shapes: Sequence[WordShape]) -> bool:
@@ -83,6 +132,7 @@ def needs_resynthesis(shapes: Sequence[WordShape]) -> bool:
         or abs(s.rate - 1.0) > 1e-3
         or abs(s.declination_st_s) > 1e-3
         or abs(s.tilt_db) > 1e-3
+        or any(abs(g) > 1e-3 for g in s.band_db)
         for s in shapes
     )
 
@@ -95,9 +145,7 @@ def frame_curves(
     The audio between two words belongs half to each; before the first and after the last word the
     edge word's value holds.
     """
-    times = np.arange(n_frames) * frame_s
-    boundaries = np.array([(a.end + b.start) / 2 for a, b in itertools.pairwise(shapes)])
-    owner = np.searchsorted(boundaries, times, side="right")
+    owner = _owner(shapes, n_frames, frame_s)
     curves = {
         "semitones": np.array([s.semitones for s in shapes])[owner],
         "pitch_range": np.array([s.pitch_range for s in shapes])[owner],
@@ -108,16 +156,41 @@ def frame_curves(
         # smooth tempo in the log domain so that speeding up and slowing down glide symmetrically
         "log_rate": np.log(np.array([max(s.rate, 1e-3) for s in shapes]))[owner],
     }
+    smoothed = {name: _ramp(curve, frame_s, ramp_s) for name, curve in curves.items()}
+    smoothed["rate"] = np.exp(smoothed.pop("log_rate"))
+    return smoothed
+
+
+def band_curves(
+    shapes: Sequence[WordShape], n_frames: int, frame_s: float = FRAME_S, ramp_s: float = RAMP_S
+) -> np.ndarray | None:
+    """(frames, bands) band gains held per word and smoothed over `ramp_s` like `frame_curves` (words
+    without band gains count as 0 dB); None when no word has any."""
+    widths = {len(s.band_db) for s in shapes if s.band_db}
+    if not widths:
+        return None
+    if len(widths) > 1:
+        raise ValueError(f"every word's band_db needs the same number of bands; got {sorted(widths)}")
+    n_bands = widths.pop()
+    rows = np.array([s.band_db if s.band_db else (0.0,) * n_bands for s in shapes], dtype=np.float64)
+    held = rows[_owner(shapes, n_frames, frame_s)]
+    return np.stack([_ramp(held[:, j], frame_s, ramp_s) for j in range(n_bands)], axis=1)
+
+
+def _owner(shapes: Sequence[WordShape], n_frames: int, frame_s: float) -> np.ndarray:
+    """The word each frame belongs to: the audio between two words belongs half to each."""
+    times = np.arange(n_frames) * frame_s
+    boundaries = np.array([(a.end + b.start) / 2 for a, b in itertools.pairwise(shapes)])
+    return np.searchsorted(boundaries, times, side="right")
+
+
+def _ramp(curve: np.ndarray, frame_s: float, ramp_s: float) -> np.ndarray:
+    """Hann-weighted moving average over `ramp_s`, edges held: a held step becomes a glide."""
     width = max(3, round(ramp_s / frame_s) | 1)
     window = np.hanning(width + 2)[1:-1]
     window /= window.sum()
     half = width // 2
-    smoothed = {
-        name: np.convolve(np.pad(curve.astype(np.float64), half, mode="edge"), window, mode="valid")
-        for name, curve in curves.items()
-    }
-    smoothed["rate"] = np.exp(smoothed.pop("log_rate"))
-    return smoothed
+    return np.convolve(np.pad(curve.astype(np.float64), half, mode="edge"), window, mode="valid")
 
 
 def apply_gain(x: np.ndarray, sample_rate: int, shapes: Sequence[WordShape]) -> np.ndarray:
@@ -131,9 +204,14 @@ def apply_gain(x: np.ndarray, sample_rate: int, shapes: Sequence[WordShape]) -> 
     return (x * gain).astype(np.float32)
 
 
-def reshape(x: np.ndarray, sample_rate: int, shapes: Sequence[WordShape]) -> tuple[np.ndarray, TimeMap]:
+def reshape(
+    x: np.ndarray, sample_rate: int, shapes: Sequence[WordShape], bands_hz: Sequence[float] = ()
+) -> tuple[np.ndarray, TimeMap]:
     """Reshape pitch, energy, tempo and voice quality word by word; returns the audio and a map from input
-    to output time."""
+    to output time. `bands_hz`: the centres of the bands of the words' `band_db`."""
+    widths = {len(s.band_db) for s in shapes if s.band_db}
+    if widths and widths != {len(bands_hz)}:
+        raise ValueError(f"band_db has {sorted(widths)} bands but bands_hz has {len(bands_hz)}")
     # 1. Analyse
     signal = np.asarray(x, dtype=np.float64)
     f0, times = track_f0(np.ascontiguousarray(signal), sample_rate)
@@ -169,12 +247,21 @@ def reshape(x: np.ndarray, sample_rate: int, shapes: Sequence[WordShape]) -> tup
     else:
         y = gained.copy()
 
-    # 4. Voice quality (tilt, on voiced frames) and the loudness the gain curve asks for
-    at = input_position / sample_rate  # the input time of every output sample
+    # 4. Voice quality (tilt or band gains, on voiced frames) and the loudness the gain curve asks for
+    centres = np.minimum(np.arange(1 + len(y) // STFT_HOP) * STFT_HOP, len(y) - 1)  # the STFT's frames
+    at = input_position[centres] / sample_rate  # the input time each frame stands for
     voicing = np.interp(at, times, _smooth((f0 > 0).astype(np.float64), 5))
     tilt = np.interp(at, times, curves["tilt_db"]) * voicing
-    if np.any(np.abs(tilt) > 1e-4):
-        y = _apply_tilt(y, sample_rate, tilt)
+    bands = band_curves(shapes, len(f0))
+    band_gain = None
+    if bands is not None:
+        band_gain = np.stack([np.interp(at, times, bands[:, j]) for j in range(bands.shape[1])]) * voicing
+    if np.any(np.abs(tilt) > 1e-4) or (band_gain is not None and np.any(np.abs(band_gain) > 1e-4)):
+        n_bins = STFT_N // 2 + 1
+        gain_db = np.outer(tilt_shape(n_bins, sample_rate), tilt)
+        if band_gain is not None:
+            gain_db = gain_db + band_weights(n_bins, sample_rate, bands_hz) @ band_gain
+        y = _equalise(y, gain_db)
     y = _match_level(y, gained, input_position, sample_rate)
     return y.astype(np.float32), time_map
 
@@ -199,18 +286,28 @@ def pitch_ratio(f0: np.ndarray, times: np.ndarray, curves: dict[str, np.ndarray]
     return np.interp(times, voiced_times, new_f0 / f0[voiced])
 
 
-def _apply_tilt(y: np.ndarray, sample_rate: int, tilt_db: np.ndarray) -> np.ndarray:
-    """A smooth time-varying STFT filter: `tilt_db[i]` dB of `tilt_shape` at output sample i."""
+def _equalise(y: np.ndarray, gain_db: np.ndarray) -> np.ndarray:
+    """A smooth time-varying STFT filter: `gain_db[bin, frame]` on STFT_N / STFT_HOP frames (centred).
+    Overlap-add at a quarter-frame hop blends neighbouring frames' gains, so changes glide."""
     import librosa
 
     spectrum = librosa.stft(y, n_fft=STFT_N, hop_length=STFT_HOP, window="hann", center=True)
-    centres = np.minimum(np.arange(spectrum.shape[1]) * STFT_HOP, len(y) - 1)
-    shape = tilt_shape(spectrum.shape[0], sample_rate)
-    spectrum = spectrum * 10.0 ** (np.outer(shape, tilt_db[centres]) / 20.0)
+    spectrum = spectrum * 10.0 ** (gain_db / 20.0)
     return np.asarray(
         librosa.istft(spectrum, hop_length=STFT_HOP, window="hann", center=True, length=len(y)),
         dtype=np.float64,
     )
+
+
+def band_weights(n_bins: int, sample_rate: int, bands_hz: Sequence[float]) -> np.ndarray:
+    """(bins, bands): each bin's gain as a linear interpolation in mel between the two nearest band
+    centres, the edge bands' gains held below the first and above the last centre (rows sum to 1)."""
+    import librosa
+
+    mel_bins = librosa.hz_to_mel(np.linspace(0.0, sample_rate / 2.0, n_bins))
+    mel_centres = librosa.hz_to_mel(np.asarray(bands_hz, dtype=np.float64))
+    identity = np.eye(len(bands_hz))
+    return np.stack([np.interp(mel_bins, mel_centres, identity[j]) for j in range(len(bands_hz))], axis=1)
 
 
 def _match_level(
