@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: install demo test lint bench clean
+.PHONY: install demo test test-worker-death lint bench clean
 
 install: $(STAMP)
 
@@ -25,6 +25,11 @@ demo: install
 test: install
 	# one worker per core, a file per worker at a time (module fixtures stay shared), longest files first
 	$(BIN)/python -m pytest -q -n auto --dist loadfile --no-loadscope-reorder --durations=25
+
+# a GPU worker SIGKILLed mid-render, on a real cluster (PostgreSQL from .ci/postgres.sh); not in `make test`
+test-worker-death: install
+	EMOFLOW_TEST_WORKER_DEATH=1 EMOFLOW_TEST_POSTGRES_URL=$${EMOFLOW_TEST_POSTGRES_URL:-$$(bash .ci/postgres.sh)} \
+		$(BIN)/python -m pytest -q -p no:cacheprovider tests/reliability/test_render_worker_death.py
 
 lint: install
 	$(BIN)/ruff check .

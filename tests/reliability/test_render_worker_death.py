@@ -10,6 +10,7 @@ PostgreSQL (EMOFLOW_TEST_POSTGRES_URL).
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -29,6 +30,11 @@ SCRIPT = "The first worker renders this. It dies halfway, and another one finish
 pytestmark = [
     pytest.mark.slow,
     pytest.mark.skipif(not POSTGRES_URL, reason="needs PostgreSQL (EMOFLOW_TEST_POSTGRES_URL)"),
+    # a fourth cluster costs .ci/run over a minute on two cores; the rule it rests on is tested in
+    # test_render_heartbeats.py against a fake Prefect client, this end to end by `make test-worker-death`
+    pytest.mark.skipif(
+        os.environ.get("EMOFLOW_TEST_WORKER_DEATH") != "1", reason="opt-in: make test-worker-death"
+    ),
 ]
 
 
