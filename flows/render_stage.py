@@ -14,10 +14,13 @@ renders run at once (docs/deploy.md).
 A GPU worker can die mid-render, and Prefect then shows its flow run "Running" forever. So the render
 beats in the store (stores/heartbeats.py) while it works, and the narration polls instead of blocking:
 
-    flow run Scheduled / Late / Pending, no beat yet  -> waiting in the GPU queue: wait on
+    flow run Scheduled / Late, no beat yet            -> waiting in the GPU queue: wait on
+    flow run Pending, no beat yet                     -> a worker took it and is starting it: alive for
+                                                         EMOFLOW_RENDER_START_SECONDS
     flow run Running, or a beat seen                  -> alive while its last sign of life (the beat,
-                                                         or entering Running) is under the lease
-    silent for longer than EMOFLOW_LEASE_SECONDS      -> dead: the flow run set Crashed, the loss audited
+                                                         or entering Running) is under the lease (the
+                                                         longer of the beater's and the waiter's)
+    silent past the lease, or Pending past the start  -> dead: the flow run set Crashed, the loss audited
                                                          (step.worker_lost), the render sent once more
     a second death                                    -> EngineError
 """
@@ -56,7 +59,7 @@ if TYPE_CHECKING:
     from prefect.client.orchestration import SyncPrefectClient
     from prefect.client.schemas.objects import FlowRun, State
 
-__all__ = ["Lost", "heartbeat_key", "render_elsewhere", "render_stage", "routed", "silence"]
+__all__ = ["Lost", "heartbeat_key", "render_elsewhere", "render_stage", "routed", "silence", "stalled_start"]
 
 DONE = (StepStatus.SUCCEEDED, StepStatus.CACHED)
 ATTEMPTS = 2  # a render whose worker died is sent once more; the second death fails the narration
@@ -104,6 +107,7 @@ class Lost:
     flow_run: FlowRun
     owner: str  # host:pid of its last beat (or, if it never beat, the worker's infrastructure id)
     silent_seconds: float
+    why: str  # which sign of life stopped, against which limit
 
     @property
     def host(self) -> str:
@@ -123,6 +127,17 @@ def silence(state: State, beat: Beat | None, now: datetime) -> float | None:
     if state.type in LIVE:
         signs.append(state.timestamp)
     return (now - max(signs)).total_seconds()
+
+
+def stalled_start(state: State, beat: Beat | None, now: datetime) -> float | None:
+    """Seconds a worker has held the routed render Pending without starting it; None otherwise.
+
+    Pending is set by the worker that took the run, as it starts the process: a busy queue or a
+    concurrency limit keeps runs Scheduled or Late instead, so a long Pending means that worker died.
+    """
+    if beat is not None or state.type != StateType.PENDING:
+        return None
+    return (now - state.timestamp).total_seconds()
 
 
 def render_elsewhere(
@@ -160,10 +175,9 @@ def render_elsewhere(
             lost.append(outcome)
             crash(store, client, run_id, outcome, again=len(lost) < ATTEMPTS)
             if len(lost) == ATTEMPTS:
-                hosts = ", ".join(death.host for death in lost)
+                deaths = "; ".join(f"{death.host}: {death.why}" for death in lost)
                 raise EngineError(
-                    f"the render on {deployment} lost its worker {len(lost)} times ({hosts}): each went "
-                    f"silent for longer than EMOFLOW_LEASE_SECONDS ({store.lease_seconds:g} s); check the "
+                    f"the render on {deployment} lost its worker {len(lost)} times ({deaths}); check the "
                     "GPU workers, then retry the job (its finished stages are reused)"
                 )
     state = outcome.state
@@ -177,11 +191,16 @@ def render_elsewhere(
 
 
 def await_render(
-    store: ArtifactStore, client: SyncPrefectClient, run_id: str, sent: FlowRun
+    store: ArtifactStore,
+    client: SyncPrefectClient,
+    run_id: str,
+    sent: FlowRun,
+    start_seconds: float | None = None,
 ) -> FlowRun | Lost:
     """Poll the routed flow run and its heartbeat until it ends (the final flow run) or its worker is
-    found dead (Lost)."""
+    found dead (Lost). `start_seconds`: how long Pending may last (EMOFLOW_RENDER_START_SECONDS)."""
     key, poll = heartbeat_key(sent.id), min(POLL_SECONDS, store.lease_seconds / 4)
+    start_limit = get_settings().render_start_seconds if start_seconds is None else start_seconds
     while True:
         try:
             stop_if_cancelled(store, run_id, RENDER.name)
@@ -192,12 +211,30 @@ def await_render(
         state = current.state
         if state is not None and state.is_final():
             return current
-        beat = store.heartbeat(key)
-        quiet = silence(state, beat, utcnow()) if state is not None else None
-        if quiet is not None and quiet > store.lease_seconds:
-            owner = beat.owner if beat else current.infrastructure_pid or "an unknown worker"
-            return Lost(current, owner, quiet)
+        if state is not None and (lost := judged(store, current, state, store.heartbeat(key), start_limit)):
+            return lost
         time.sleep(poll)
+
+
+def judged(
+    store: ArtifactStore, current: FlowRun, state: State, beat: Beat | None, start_limit: float
+) -> Lost | None:
+    """The routed render found dead by its last sign of life, or None while it may still be alive."""
+    now, owner = utcnow(), beat.owner if beat else current.infrastructure_pid or "an unknown worker"
+    lease = beat.stale_after(store.lease_seconds) if beat else store.lease_seconds
+    quiet = silence(state, beat, now)
+    if quiet is not None and quiet > lease:
+        return Lost(
+            current,
+            owner,
+            quiet,
+            f"no heartbeat for {quiet:.0f} s (lease {lease:g} s, EMOFLOW_LEASE_SECONDS)",
+        )
+    starting = stalled_start(state, beat, now)
+    if starting is not None and starting > start_limit:
+        why = f"Pending for {starting:.0f} s, never started (EMOFLOW_RENDER_START_SECONDS={start_limit:g})"
+        return Lost(current, owner, starting, why)
+    return None
 
 
 def crash(store: ArtifactStore, client: SyncPrefectClient, run_id: str, lost: Lost, again: bool) -> None:
@@ -206,10 +243,7 @@ def crash(store: ArtifactStore, client: SyncPrefectClient, run_id: str, lost: Lo
     from prefect.states import Crashed
 
     then = "sending the render again" if again else "the narration fails"
-    message = (
-        f"render worker {lost.host} went silent: no heartbeat for {lost.silent_seconds:.0f} s "
-        f"(EMOFLOW_LEASE_SECONDS={store.lease_seconds:g}); {then}"
-    )
+    message = f"render worker {lost.host} went silent: {lost.why}; {then}"
     client.set_flow_run_state(lost.flow_run.id, Crashed(message=message), force=True)
     details = {
         "host": lost.host,

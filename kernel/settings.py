@@ -86,6 +86,13 @@ class Settings(BaseSettings):
         description="How long a claimed or running job stays held unless its worker renews it "
         "(every third of this); an expired job goes back to the queue and its run is marked abandoned",
     )
+    render_start_seconds: float = Field(
+        default=300.0,
+        ge=1.0,
+        le=86400.0,
+        description="How long a routed render may stay Pending (its GPU worker starting the process, "
+        "pulling an image) before the waiting narration counts that worker dead and sends it again",
+    )
     render_deployment: str = Field(
         default="",
         description="Prefect deployment (flow/deployment, e.g. render-stage/gpu) that renders this worker's "

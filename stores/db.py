@@ -22,7 +22,7 @@ SQLITE_BUSY_TIMEOUT_MS = 30_000
 MIGRATION_LOCK_KEY = 0x656D6F666C6F77  # 'emoflow': one advisory lock for migrations
 # the newest revision in migrations/versions (tests/stores/test_migrations.py checks it against alembic's
 # head): a store already there opens without importing alembic, ~0.4 s of every CLI process
-HEAD_REVISION = "0005"
+HEAD_REVISION = "0006"
 
 
 def make_engine(url: str) -> Engine:

@@ -1,7 +1,7 @@
 """Heartbeats: a process shows another one, through the store, that it is still working.
 
     kept_heartbeat(store, key)   -> beat(key) now, every third of lease_seconds, and once at the end
-    heartbeat(key)               -> its owner (`host:pid`) and when it last beat, or None
+    heartbeat(key)               -> its owner (`host:pid`), when it last beat and its lease, or None
     forget_heartbeat(key)        -> the waiting side, once the work has ended
     record_lost_worker(key, ...) -> the beat forgotten, the stage's running steps failed, one audit event
 
@@ -10,8 +10,10 @@ The beating side leaves its last beat behind: were it deleted when the work ends
 beats a day old are swept when a new key starts beating.
 
 A routed render beats under its Prefect flow run's id (flows/render_stage.py). The narration waiting for
-it reads the beat: one older than the store's `lease_seconds` (EMOFLOW_LEASE_SECONDS) means the process
-that rendered is gone, however long Prefect still shows its flow run "Running".
+it reads the beat: one older than the lease means the process that rendered is gone, however long Prefect
+still shows its flow run "Running". Each beat records the beating worker's own `lease_seconds`
+(EMOFLOW_LEASE_SECONDS), and the waiter allows the longer of that and its own: the two sides may run on
+pools set up differently.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import String, delete, select
+from sqlalchemy import Float, String, delete, select
 from sqlalchemy.orm import Mapped, mapped_column
 
 from kernel.errors import StoreError
@@ -47,6 +49,7 @@ class HeartbeatRow(Base):
     owner: Mapped[str] = mapped_column(String(200))
     started_at: Mapped[datetime] = mapped_column(default=utcnow)
     beat_at: Mapped[datetime] = mapped_column(default=utcnow)
+    lease_seconds: Mapped[float | None] = mapped_column(Float, default=None)  # the beater's; None before 0006
 
 
 @dataclass(frozen=True)
@@ -55,6 +58,7 @@ class Beat:
     owner: str  # host:pid
     started_at: datetime
     beat_at: datetime
+    lease_seconds: float | None = None  # the beating worker's lease (it beats every third of it)
 
     @property
     def host(self) -> str:
@@ -64,25 +68,30 @@ class Beat:
         """Seconds since the last beat."""
         return ((now or utcnow()) - self.beat_at).total_seconds()
 
+    def stale_after(self, waiter_lease_seconds: float) -> float:
+        """Silence after which the beater counts as dead: the longer of its lease and the waiter's."""
+        return max(waiter_lease_seconds, self.lease_seconds or 0.0)
+
 
 class HeartbeatMixin(StoreBase):
     def beat(self, key: str, owner: str | None = None) -> None:
-        """Record that `owner` (this process by default) is alive and working on `key`."""
-        owner = owner or process_owner()
+        """Record that `owner` (this process by default) is alive and working on `key`, and beats
+        every third of this store's lease."""
+        owner, lease = owner or process_owner(), float(self.lease_seconds)
         with self._session() as session:
             row = session.get(HeartbeatRow, key)
             if row is None:
                 session.execute(delete(HeartbeatRow).where(HeartbeatRow.beat_at < utcnow() - SWEEP_AFTER))
-                session.add(HeartbeatRow(key=key, owner=owner))
+                session.add(HeartbeatRow(key=key, owner=owner, lease_seconds=lease))
             else:
-                row.owner, row.beat_at = owner, utcnow()
+                row.owner, row.beat_at, row.lease_seconds = owner, utcnow(), lease
 
     def heartbeat(self, key: str) -> Beat | None:
         with self._session() as session:
             row = session.get(HeartbeatRow, key)
             if row is None:
                 return None
-            return Beat(row.key, row.owner, aware(row.started_at), aware(row.beat_at))
+            return Beat(row.key, row.owner, aware(row.started_at), aware(row.beat_at), row.lease_seconds)
 
     def forget_heartbeat(self, key: str) -> None:
         with self._session() as session:

@@ -14,7 +14,7 @@ from prefect.client.orchestration import SyncPrefectClient
 from prefect.client.schemas.objects import FlowRun, State, StateType
 from prefect.states import Cancelling, Completed, Late, Pending, Running, Scheduled
 
-from flows.render_stage import Lost, await_render, heartbeat_key, silence
+from flows.render_stage import Lost, await_render, heartbeat_key, silence, stalled_start
 from kernel.errors import RunCancelled
 from stores.heartbeats import SWEEP_AFTER, WORKER_LOST, Beat, HeartbeatRow, kept_heartbeat
 from stores.leases import process_owner
@@ -77,10 +77,26 @@ def test_a_lost_worker_fails_its_running_step_which_the_next_attempt_reopens(sto
     assert store.run(run_id).steps[0].attempts == 2
 
 
-@pytest.mark.parametrize("waiting", [Scheduled(), Late(), Pending()], ids=lambda s: s.name)
-def test_a_render_that_has_not_started_is_waiting_however_long(waiting: State) -> None:
-    waiting.timestamp = NOW - timedelta(hours=3)  # a busy GPU queue
-    assert silence(waiting, None, NOW) is None
+@pytest.mark.parametrize("waiting", [Scheduled(), Late()], ids=lambda s: s.name)
+def test_a_render_in_the_queue_is_waiting_however_long(waiting: State) -> None:
+    waiting.timestamp = NOW - timedelta(hours=3)  # a busy GPU queue, or the pool's concurrency limit
+    assert silence(waiting, None, NOW) is None and stalled_start(waiting, None, NOW) is None
+
+
+def test_a_render_a_worker_took_is_starting_until_it_beats() -> None:
+    taken = Pending(timestamp=NOW - timedelta(seconds=40))
+    assert silence(taken, None, NOW) is None  # not judged by the lease: a start may be slow
+    assert stalled_start(taken, None, NOW) == 40
+    assert stalled_start(taken, _beat(3), NOW) is None  # it beat: the lease judges it
+
+
+def test_a_beat_is_stale_after_the_longer_of_the_two_leases(store: ArtifactStore) -> None:
+    store.lease_seconds = 300.0  # the GPU pool's: it beats every 100 s
+    store.beat("render-stage:1", "gpu-a:41")
+    beat = store.heartbeat("render-stage:1")
+    assert beat is not None and beat.lease_seconds == 300.0
+    assert beat.stale_after(60.0) == 300.0 and beat.stale_after(600.0) == 600.0
+    assert _beat(0).stale_after(60.0) == 60.0  # a beat from before the lease was recorded
 
 
 def test_a_running_render_is_silent_since_its_last_sign_of_life() -> None:
@@ -128,6 +144,27 @@ def test_a_running_render_silent_past_the_lease_is_lost(store: ArtifactStore) ->
     store.beat(heartbeat_key(fake.run.id), "gpu-a:41")
     lost = _wait(store, fake, new_run(store))  # Prefect says Running forever; the beat goes stale
     assert isinstance(lost, Lost) and lost.host == "gpu-a" and lost.silent_seconds > 0.2
+
+
+def test_a_beat_within_its_workers_longer_lease_is_alive(store: ArtifactStore) -> None:
+    store.lease_seconds = 3.0
+    fake = FakePrefect(Running(timestamp=utcnow() - timedelta(seconds=30)), Completed())
+    store.beat(heartbeat_key(fake.run.id), "gpu-a:41")
+    with store._session() as session:  # beaten 1.5 s ago by a GPU worker whose lease is 3 s ...
+        row = session.get(HeartbeatRow, heartbeat_key(fake.run.id))
+        assert row is not None
+        row.beat_at = utcnow() - timedelta(seconds=1.5)
+    store.lease_seconds = 0.2  # ... read by a narration whose lease is 0.2 s
+    finished = _wait(store, fake, new_run(store))
+    assert isinstance(finished, FlowRun) and not fake.proposed
+
+
+def test_a_render_pending_past_the_start_allowance_is_lost(store: ArtifactStore) -> None:
+    store.lease_seconds = 0.2
+    fake = FakePrefect(Pending(timestamp=utcnow()))  # its worker was killed as it started the process
+    lost = await_render(store, cast(SyncPrefectClient, fake), new_run(store), fake.run, start_seconds=0.3)
+    assert isinstance(lost, Lost) and lost.silent_seconds > 0.3
+    assert "Pending for" in lost.why and "EMOFLOW_RENDER_START_SECONDS=0.3" in lost.why
 
 
 def test_cancelling_the_narration_cancels_the_render_it_waits_for(store: ArtifactStore) -> None:
