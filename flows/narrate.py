@@ -22,6 +22,8 @@ from prefect.runtime import flow_run
 from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
 from prefect.states import Cancelled
 
+from flows.fast_path import narrate_from_store
+from flows.prefect_api import PrefectRecorder
 from flows.record import Narration, recorded_run
 from flows.render_stage import render_elsewhere, routed
 from kernel.errors import RunCancelled
@@ -134,6 +136,21 @@ def narrate_here(job_id: str) -> Narration:
     """
     with temporary_settings({PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}), kept_lease(open_store(), job_id):
         return narrate_job(job_id)
+
+
+def narrate_resolved_or_flow(job_id: str) -> Narration:
+    """The job's narration from the store when every step of it is already done (the fast path, as
+    `emoflow narrate` takes it), else the flow's: for a long-lived process such as `emoflow serve`,
+    where a resubmitted job would otherwise pay a whole cached flow run."""
+    recorder = PrefectRecorder.from_environment() if get_settings().fast_path else None
+    if recorder is not None:
+        try:
+            narration, _ = narrate_from_store(job_id, recorder)
+        finally:
+            recorder.close()
+        if narration is not None:
+            return narration
+    return narrate_job(job_id)
 
 
 def submit_and_narrate(spec: JobSpec, settings: Settings | None = None) -> Narration:

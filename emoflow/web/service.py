@@ -22,7 +22,7 @@ from starlette.datastructures import UploadFile  # what request.form() gives; Fa
 
 from emoflow.web.launcher import Launcher
 from emoflow.web.limits import IMAGE_FORMATS, Limits
-from flows.narrate import narrate_job, submit_job
+from flows.narrate import narrate_resolved_or_flow, submit_job
 from flows.rerender import commit_edited_curve, rerender, run_curve
 from kernel.errors import InputError, StoreError
 from kernel.jobs import BUILTIN_PORTRAIT_PREFIX, JobSpec, parse_job
@@ -118,7 +118,7 @@ def submit(
             data["portrait"] = builtin
         spec = parse_job(data, Path(folder))
         job_id = submit_job(spec, get_settings(), store)  # stores the portrait by hash
-    launcher.launch(job_id, narrate_job, job_id)
+    launcher.launch(job_id, narrate_resolved_or_flow, job_id)
     return job_id
 
 
@@ -173,7 +173,7 @@ def retry_run(
         "run.retry", token.name, job_id=job_id, run_id=source.id, details={"edit": edit is not None}
     )
     if edit is None:
-        launcher.launch(job_id, narrate_job, job_id)
+        launcher.launch(job_id, narrate_resolved_or_flow, job_id)
     else:  # the same edit of the same source curve: the same job spec as the run it retries
         edits = [
             {"start": e["first"], "stop": e["stop"], "label": e["label"], "intensity": e["intensity"]}

@@ -57,6 +57,17 @@ resolution = resolve(store, load_job(store, sys.argv[1]))
 print(json.dumps({"keys": resolution.keys, "declined": resolution.declined}))
 """
 
+# a long-lived process (emoflow serve) narrating a stored job, with the flow forbidden
+SERVED = """
+import json, sys
+import flows.narrate as narrate
+def no_flow(job_id):
+    raise AssertionError("the flow ran")
+narrate.narrate_job = no_flow
+narration = narrate.narrate_resolved_or_flow(sys.argv[1])
+print(json.dumps({"run_id": narration.run_id}))
+"""
+
 
 @dataclass
 class Narrated:
@@ -214,6 +225,16 @@ def test_the_fast_path_imports_neither_prefect_nor_torch_nor_an_engine(tree: Tre
     done = tree.python("-c", PROBE, "narrate", str(tree.job))
     assert RESOLVED in done.stdout
     assert json.loads(done.stdout.strip().splitlines()[-1]) == {"code": 0, "imported": []}
+
+
+def test_a_long_lived_process_narrates_a_finished_job_from_the_store(tree: Tree, first: Narrated) -> None:
+    # what `emoflow serve` runs for a submitted or retried job (emoflow/web/service.py)
+    job_id = tree.record(first.run_id).job.id
+    done = tree.python("-c", SERVED, job_id)
+    run_id = json.loads(done.stdout.strip().splitlines()[-1])["run_id"]
+    record = tree.record(run_id)
+    assert run_id != first.run_id and record.status == "succeeded" and record.prefect_flow_run_id
+    assert [(s.stage, s.cache_hit) for s in record.steps] == [(stage, True) for stage in STAGES]
 
 
 def test_an_engine_edit_declines_and_the_flow_recomputes(tree: Tree, first: Narrated) -> None:
