@@ -9,6 +9,15 @@ class InputError(EmoflowError):
     """The job, script, description, portrait or a path given by the user is unusable."""
 
 
+class ItemError(InputError):
+    """An InputError about one item of a list the user gave (its position) and, if known, one field of
+    it: a form can mark what to correct without reading the message."""
+
+    def __init__(self, message: str, item: int, field: str | None = None) -> None:
+        super().__init__(message)
+        self.item, self.field = item, field
+
+
 class EngineError(EmoflowError):
     """An engine failed or is not available (missing package, missing weights)."""
 

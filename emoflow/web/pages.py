@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import re
 import threading
 from collections import OrderedDict
@@ -22,7 +23,7 @@ from emoflow.web import compare, service, views
 from emoflow.web.api import download_name, filter_runs
 from emoflow.web.auth import COOKIE, require_same_origin
 from flows.rerender import emotion_colors
-from kernel.errors import InputError, StoreError
+from kernel.errors import InputError, ItemError, StoreError
 from kernel.jobs import JobSpec
 from stores.records import ArtifactRef, RunRecord
 from stores.tokens import TokenRecord, verify_token
@@ -91,8 +92,21 @@ def _page_css() -> str:
     ]
     widths = [f".grow-{n} {{ flex-grow: {n}; }}" for n in range(1, 101)]
     return "\n".join(
-        ["/* generated from the emotion vocabulary: see emoflow/web/pages.py */", *colours, *widths, ""]
+        [
+            "/* generated from the emotion vocabulary: see emoflow/web/pages.py */",
+            *colours,
+            *widths,
+            *INVALID_CSS,
+            "",
+        ]
     )
+
+
+# the fields and words a rejected curve edit got wrong (edit.html); app.css's .error red
+INVALID_CSS = (
+    '[aria-invalid="true"], .invalid { outline: 2px solid #a61b1b; outline-offset: 1px; }',
+    ".tok.invalid { background: #fff0f0; border-color: #a61b1b; }",
+)
 
 
 @router.get("/login")
@@ -248,8 +262,11 @@ async def edit_submit(request: Request, run_id: str) -> Response:
     try:
         await run_in_threadpool(service.edit_curve, state.store, state.launcher, user, run.id, edits)
     except InputError as exc:
-        context = _editor_context(state.store, run)
-        return render(request, "edit.html", 422, user=user, run=run, error=str(exc), **context)
+        # nothing was committed: show the form as it was sent, the faulty words marked, to correct it
+        message = str(exc)
+        wrong = rejected_words(edits, exc, len(found[1]["points"]))
+        context = _editor_context(state.store, run, sent=form, wrong=wrong)
+        return render(request, "edit.html", 422, user=user, run=run, edit_error=message, **context)
     new_run = await run_in_threadpool(
         service.started_run, state.store, state.launcher, run.job.id, before, EDIT_WAIT_SECONDS
     )
@@ -332,14 +349,91 @@ def _spans(changed: list[tuple[int, Any, Any]]) -> list[dict[str, Any]]:
     return edits
 
 
-def _editor_context(store: Any, run: RunRecord) -> dict[str, Any]:
+def rejected_words(edits: list[dict[str, Any]], error: InputError, n_words: int) -> dict[int, set[str]]:
+    """Word index -> the fields ("label", "intensity") of it that a rejected edit got wrong: the words
+    of the edit the ItemError names (validation stops at the first bad one); both fields when it names
+    the edit's words or shape. {} when the error names no edit of `edits`: the page shows the message."""
+    if not isinstance(error, ItemError) or not 0 <= error.item < len(edits):
+        return {}
+    fields = {error.field} if error.field in ("label", "intensity") else {"label", "intensity"}
+    return {i: set(fields) for i in _edit_words(edits[error.item], n_words)}
+
+
+def _edit_words(edit: dict[str, Any], n_words: int) -> set[int]:
+    """The curve's words an edit (form_edits' {index} or {start, stop}) covers; none where its
+    numbers are not integers (the span row's fields arrive as typed)."""
+    try:
+        if "index" in edit:
+            first = int(edit["index"])
+            stop = first + 1
+        else:
+            first, stop = int(edit["start"]), int(edit["stop"])
+    except (TypeError, ValueError):
+        return set()
+    return set(range(max(first, 0), min(stop, n_words)))
+
+
+def _editor_context(
+    store: Any,
+    run: RunRecord,
+    sent: Mapping[str, Any] | None = None,
+    wrong: Mapping[int, set[str]] | None = None,
+) -> dict[str, Any]:
     """What edit.html needs besides the run's page context: the speech the word timings refer to
-    (for Preview) and the curve plot's height (editor.js redraws the bars it changes)."""
+    (for Preview), the curve plot's height (editor.js redraws the bars it changes) and the word rows,
+    as `sent` (a rejected form) has them, else as the curve has them."""
     speech = next(
         (s.outputs["speech"] for s in run.steps if s.stage == "speak" and "speech" in s.outputs), None
     )
     plot = {"height": views.HEIGHT, "min_bar": views.MIN_BAR, "min_opacity": views.MIN_OPACITY}
-    return {**_run_context(store, run), "speech": speech, "plot": plot}
+    context = _run_context(store, run)
+    curve = context["curve"]
+    rows = editor_rows(curve, sent or {}, wrong or {}, context["colors"]) if curve else []
+    return {**context, "speech": speech, "plot": plot, "rows": rows}
+
+
+def editor_rows(
+    curve: dict[str, Any], sent: Mapping[str, Any], wrong: Mapping[int, set[str]], labels: Mapping[str, Any]
+) -> list[dict[str, Any]]:
+    """One row per word for the transcript and the word table: its label and intensity as `sent` has
+    them (strings, kept as typed, even invalid ones) or as the curve has them, and the fields to mark."""
+    rows = []
+    for point in curve["points"]:
+        i = point["index"]
+        label = sent.get(f"label_{i}")
+        label = label if isinstance(label, str) else str(point["label"])
+        intensity = sent.get(f"intensity_{i}")
+        intensity = intensity if isinstance(intensity, str) else str(point["intensity"])
+        value = _unit(intensity)
+        bad = set(wrong.get(i, set()))
+        if value is None:
+            bad.add("intensity")  # a slider cannot hold it, and validation would refuse it
+        shown = value if value is not None else max(0.0, min(1.0, float(point["intensity"])))
+        rows.append(
+            {
+                **point,
+                "label": label,
+                "intensity": intensity,
+                "saved_label": point["label"],
+                "saved_intensity": point["intensity"],
+                "fits": value is not None,
+                "shown": f"{value:.2f}" if value is not None else intensity,
+                "level": round(shown * 10),  # the transcript bar's int-N opacity class
+                "known_label": label in labels,  # else the select gets an option of its own
+                "edited": label != point["label"] or value is None or abs(value - point["intensity"]) > 1e-6,
+                "wrong": bad,
+            }
+        )
+    return rows
+
+
+def _unit(text: str) -> float | None:
+    """`text` as a number in 0..1 (what the intensity slider holds), else None."""
+    try:
+        value = float(text)
+    except ValueError:
+        return None
+    return value if math.isfinite(value) and 0.0 <= value <= 1.0 else None
 
 
 def _run_context(store: Any, run: RunRecord) -> dict[str, Any]:

@@ -10,7 +10,7 @@ import math
 from dataclasses import dataclass, replace
 from typing import Any
 
-from kernel.errors import InputError
+from kernel.errors import InputError, ItemError
 from models.identity import EngineIdentity, describe
 from models.types import EmotionCurve
 from models.vocabulary import load_vocabulary, vocabulary_table
@@ -52,23 +52,32 @@ def parse_edits(raw: list[dict[str, Any]], n_words: int) -> list[CurveEdit]:
     for number, item in enumerate(raw):
         where = f"edit {number}"
         if not isinstance(item, dict):
-            raise InputError(f"{where}: expected an object with index (or start and stop), label, intensity")
+            raise ItemError(
+                f"{where}: expected an object with index (or start and stop), label, intensity", number
+            )
         if "index" in item:
-            first = _int(item["index"], f"{where}.index")
+            first = _int(item["index"], number, "index")
             stop = first + 1
         elif "start" in item and "stop" in item:
-            first, stop = _int(item["start"], f"{where}.start"), _int(item["stop"], f"{where}.stop")
+            first, stop = _int(item["start"], number, "start"), _int(item["stop"], number, "stop")
         else:
-            raise InputError(f"{where}: give a word `index`, or a span `start` and `stop` (exclusive)")
+            raise ItemError(f"{where}: give a word `index`, or a span `start` and `stop` (exclusive)", number)
         if not 0 <= first < stop <= n_words:
-            raise InputError(f"{where}: words {first}..{stop - 1} are outside the curve's {n_words} words")
-        label = vocabulary.emotion(str(item.get("label", ""))).name  # InputError lists valid labels
+            raise ItemError(
+                f"{where}: words {first}..{stop - 1} are outside the curve's {n_words} words", number
+            )
+        try:
+            label = vocabulary.emotion(str(item.get("label", ""))).name  # its message lists valid labels
+        except InputError as exc:
+            raise ItemError(f"{where}.label: {exc}", number, "label") from None
         try:
             intensity = float(item.get("intensity"))  # type: ignore[arg-type]
         except (TypeError, ValueError):
-            raise InputError(f"{where}.intensity: expected a number from 0 to 1") from None
+            raise ItemError(
+                f"{where}.intensity: expected a number from 0 to 1", number, "intensity"
+            ) from None
         if not (math.isfinite(intensity) and 0.0 <= intensity <= 1.0):
-            raise InputError(f"{where}.intensity: {intensity} is outside 0..1")
+            raise ItemError(f"{where}.intensity: {intensity} is outside 0..1", number, "intensity")
         edits.append(CurveEdit(first, stop, label, round(intensity, 4)))
     return edits
 
@@ -92,10 +101,11 @@ def apply_edits(curve: EmotionCurve, edits: list[CurveEdit]) -> EmotionCurve:
     return EmotionCurve(labels=list(curve.labels), points=points, engine=curve.engine)
 
 
-def _int(value: Any, where: str) -> int:
+def _int(value: Any, number: int, field: str) -> int:
+    problem = ItemError(f"edit {number}.{field}: expected a word index (an integer)", number, field)
     if isinstance(value, bool) or not isinstance(value, int | str):
-        raise InputError(f"{where}: expected a word index (an integer)")
+        raise problem
     try:
         return int(value)
     except ValueError:
-        raise InputError(f"{where}: expected a word index (an integer)") from None
+        raise problem from None
