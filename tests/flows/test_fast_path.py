@@ -25,6 +25,7 @@ import pytest
 
 from models.identity import EngineIdentity, describe
 from models.identity_memo import IdentityMemo, Witness, witnessed_identity
+from stores.records import RunRecord, StepRecord
 from stores.store import ArtifactStore
 from tests.reliability.helpers import STAGES, Home, write_job
 
@@ -109,14 +110,14 @@ class Tree:
         assert [s.stage for s in steps] == STAGES
         return Narrated(found.group(1), done.stdout, {s.stage: not s.cache_hit for s in steps})
 
-    def steps(self, run_id: str) -> list:  # type: ignore[type-arg]
+    def steps(self, run_id: str) -> list[StepRecord]:
         store = self.home.store()
         try:
             return list(store.run(run_id).steps)
         finally:
             store.close()
 
-    def record(self, run_id: str):  # type: ignore[no-untyped-def]
+    def record(self, run_id: str) -> RunRecord:
         store = self.home.store()
         try:
             return store.run(run_id)

@@ -7,6 +7,10 @@ import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from stores.store import ArtifactStore
 
 STAGES = ["plan", "speak", "align", "feel", "render", "publish"]
 # espeak and 128 px keep each narration to a few seconds on two cores
@@ -35,7 +39,7 @@ class Home:
             **extra,
         }
 
-    def store(self):  # type: ignore[no-untyped-def]
+    def store(self) -> ArtifactStore:
         from stores.store import ArtifactStore
 
         return ArtifactStore(self.database_url, self.blob_root)

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import io
 import struct
+from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pytest
@@ -22,6 +24,9 @@ from kernel.manifest import load_manifest
 from models.audio import read_wav
 from models.plan.rules import RulePlanner
 from tasks.intake import read_portrait
+
+if TYPE_CHECKING:
+    from fastapi.testclient import TestClient
 
 runner = CliRunner()
 GOOD = "script: Hello.\nportrait: skimage:astronaut\n"
@@ -197,7 +202,7 @@ def test_bad_manifest_rows_become_row_errors_not_crashes(tmp_path: Path) -> None
 
 
 @pytest.fixture
-def api(emoflow_home: Path):  # type: ignore[no-untyped-def]
+def api(emoflow_home: Path) -> Iterator[tuple[TestClient, dict[str, str], dict[str, str]]]:
     from fastapi.testclient import TestClient
 
     from emoflow.web.app import create_app
@@ -278,11 +283,11 @@ def test_bad_api_request(
     emoflow_home: Path,
     case: str,
     who: str | None,
-    form: dict,
+    form: dict[str, str],
     upload: bytes | None,
     code: int,
     fragment: str,
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     client, writer, viewer = api
     headers = {"writer": writer, "viewer": viewer}.get(who or "", {})
     files = {"portrait": ("face.png", upload, "image/png")} if upload is not None else None

@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 import pytest
 
 from kernel.crashpoints import EXIT_CODE
+from stores.records import RunRecord
+from stores.store import ArtifactStore
 from stores.verify import VerifyReport, verify_store
 from tests.reliability.helpers import STAGES, Home, narrate_cli, write_job
 
@@ -64,7 +66,7 @@ class Chain:
     after_repair: VerifyReport | None = None
 
 
-def finished_stages(store) -> set[str]:  # type: ignore[no-untyped-def]
+def finished_stages(store: ArtifactStore) -> set[str]:
     from sqlalchemy import select
 
     from stores.schema import Step
@@ -73,7 +75,7 @@ def finished_stages(store) -> set[str]:  # type: ignore[no-untyped-def]
         return set(session.scalars(select(Step.stage).where(Step.status == "succeeded")))
 
 
-def newest_run(store):  # type: ignore[no-untyped-def]
+def newest_run(store: ArtifactStore) -> RunRecord:
     (run,) = store.list_runs(limit=1)
     return run
 
