@@ -18,9 +18,9 @@ Neither Prefect, torch nor an engine is imported here: tests/flows/test_fast_pat
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Sequence
 from concurrent.futures import Future
+from dataclasses import dataclass
 from pathlib import Path
 
 from flows.prefect_api import PrefectRecorder
@@ -38,7 +38,7 @@ from tasks.intake import submit_job
 from tasks.keys import step_fields, stop_if_cancelled
 from tasks.resolve import Resolution, ResolvedStep, find_jobs, one_look, resolve, resolve_many
 from tasks.stages import PUBLISH, Published, published_files
-from tasks.summary import export_files, run_summary
+from tasks.summary import RunSummary, export_files, run_summary
 
 # the shell submits through flows; this module is its way to the resolver too
 __all__ = ["narrate_from_store", "narrate_manifest_from_store", "open_store", "submit_job"]
@@ -79,84 +79,87 @@ def narrate_resolved(
     store: ArtifactStore, resolutions: Sequence[Resolution], recorder: PrefectRecorder
 ) -> InFlight:
     """Record each completely resolved job's run in the store, and queue Prefect's record of it; the
-    caller goes on while the recorder sends it, and `InFlight.results` waits for the end."""
-    # 1. Prefect: a Running flow run per job, all queued now, sent one after another in the background
-    starts = [recorder.later(recorder.start, resolution.job.job_id) for resolution in resolutions]
+    caller goes on while the recorder sends it, and `InFlight.results` waits for the end.
+
+    Nothing is written when Prefect's server does not answer: each job is declined, for the flow."""
+    try:
+        recorder.ready()
+    except EngineError as exc:
+        return InFlight(store, [f"Prefect's server did not answer: {exc}"] * len(resolutions), {})
     results: list[Narrated] = []
-    recorded: dict[int, tuple[str, Narration]] = {}  # job index -> (its flow run id, its narration)
-    fails: list[Future[None]] = []
-    # 2. The store: each job's run, as its flow run's id arrives
-    for index, (resolution, start) in enumerate(zip(resolutions, starts, strict=True)):
+    sent: dict[int, _Sent] = {}
+    for index, resolution in enumerate(resolutions):
+        job_id = resolution.job.job_id
+        # 1. The store: the run, its cache-hit steps and exports, finished
         try:
-            flow_run_id = start.result()
-        except EngineError as exc:  # nothing written yet: the flow runs the job
-            results.append(str(exc))
+            run_id = store.start_run(job_id, prefect_flow_run_id=None)
+        except Exception as exc:  # nothing written: as in a batch's flow, reported, not raised
+            results.append(exc)
             continue
         try:
-            narration = _record(store, resolution, flow_run_id)
-        except BaseException as exc:
-            fails.append(recorder.later(recorder.finish, flow_run_id, error=str(exc) or type(exc).__name__))
+            narration = _record(store, resolution, run_id)
+        except BaseException as exc:  # the run is finished failed: so is its flow run
+            error = str(exc) or type(exc).__name__
+            sent[index] = _Sent(run_id, recorder.later(recorder.record, job_id, error=error))
             if not isinstance(exc, Exception):
                 raise
-            results.append(exc)  # as in a batch's flow: one job's failure is reported, not raised
+            results.append(exc)
             continue
-        recorded[index] = (flow_run_id, narration)
-        results.append(narration)
-    if not recorded:
-        return InFlight(results, None, fails)
-    # 3. Prefect: each run's summary (all runs read back at once), then the runs Completed
-    records = store.runs_by_id([narration.run_id for _, narration in recorded.values()])
-    artifacts: dict[int, tuple[str, Future[None]]] = {}
-    for (index, (flow_run_id, narration)), record in zip(recorded.items(), records, strict=True):
+        # 2. Prefect: the finished run's flow run and summary, sent while the next job is recorded
+        flow_run = recorder.later(recorder.record, job_id)
+        try:
+            [record] = store.runs_by_id([run_id])
+        except Exception as exc:
+            sent[index] = _Sent(run_id, flow_run)
+            results.append(exc)
+            continue
         summary = run_summary(record, narration.published)
-        artifact = recorder.later(
-            recorder.markdown, flow_run_id, summary.key, summary.description, summary.markdown
-        )
-        artifacts[index] = (flow_run_id, artifact)
-    return InFlight(results, recorder.later(_complete, recorder, artifacts), fails)
+        artifact = recorder.later(_write_summary, recorder, flow_run, summary)
+        sent[index] = _Sent(run_id, flow_run, artifact)
+        results.append(narration)
+    return InFlight(store, results, sent)
+
+
+@dataclass(frozen=True)
+class _Sent:
+    """What the recorder was asked to send for one job's run."""
+
+    run_id: str
+    flow_run: Future[str]  # the flow run's id
+    summary: Future[None] | None = None
+
+
+def _write_summary(recorder: PrefectRecorder, flow_run: Future[str], summary: RunSummary) -> None:
+    # queued after the flow run's request, in the same thread: its id is there by now, or its error
+    recorder.markdown(flow_run.result(), summary.key, summary.description, summary.markdown)
 
 
 class InFlight:
     """Resolved jobs recorded in the store, while the recorder still sends Prefect's record of them."""
 
-    def __init__(
-        self,
-        results: list[Narrated],
-        completion: Future[dict[int, Exception]] | None,
-        fails: list[Future[None]],
-    ) -> None:
-        self._results, self._completion, self._fails = results, completion, fails
+    def __init__(self, store: ArtifactStore, results: list[Narrated], sent: dict[int, _Sent]) -> None:
+        self._store, self._results, self._sent = store, results, sent
 
     def results(self) -> list[Narrated]:
-        """One result per job, once Prefect has it all: a job whose record Prefect refused is an error."""
-        errors = self._completion.result() if self._completion is not None else {}
-        for fail in self._fails:
-            with contextlib.suppress(EngineError):
-                fail.result()
-        return [errors.get(index, result) for index, result in enumerate(self._results)]
+        """One result per job, once Prefect has it all, each run linked to its flow run: a job whose
+        record Prefect refused is an error (a run without a flow run keeps none in the store)."""
+        results = list(self._results)
+        links: dict[str, str] = {}
+        for index, sent in self._sent.items():
+            try:
+                links[sent.run_id] = sent.flow_run.result()
+                if sent.summary is not None:
+                    sent.summary.result()
+            except EngineError as exc:
+                if not isinstance(results[index], Exception):
+                    results[index] = exc
+        if links:
+            self._store.link_flow_runs(links)
+        return results
 
 
-def _complete(
-    recorder: PrefectRecorder, artifacts: dict[int, tuple[str, Future[None]]]
-) -> dict[int, Exception]:
-    """Complete the runs whose summary was written; the errors by job index. Runs in the recorder's one
-    background thread, after the artifacts it waits for (queued before it), so they are done."""
-    errors: dict[int, Exception] = {}
-    written: dict[int, str] = {}
-    for index, (flow_run_id, artifact) in artifacts.items():
-        failure = artifact.exception()
-        if failure is None:
-            written[index] = flow_run_id
-        elif isinstance(failure, Exception):
-            errors[index] = failure
-    refused = recorder.complete_all(list(written.values()))
-    errors |= {index: EngineError(refused[run]) for index, run in written.items() if run in refused}
-    return errors
-
-
-def _record(store: ArtifactStore, resolution: Resolution, flow_run_id: str) -> Narration:
+def _record(store: ArtifactStore, resolution: Resolution, run_id: str) -> Narration:
     job = resolution.job
-    run_id = store.start_run(job.job_id, prefect_flow_run_id=flow_run_id)
     with recorded_run(store, run_id), kept_lease(store, job.job_id):
         _record_steps(store, run_id, resolution)
         found = {name: ref for step in resolution.steps for name, ref in step.outputs.items()}

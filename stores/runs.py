@@ -126,6 +126,19 @@ class RunsMixin(ArtifactsMixin, LeaseMixin):
             self._audit(session, "run.start", actor, job_id=job_id, run_id=run_id, details=details)
         return run_id
 
+    def link_flow_runs(self, flow_run_ids: Mapping[str, str]) -> None:
+        """Give runs started without one their Prefect flow run (run id -> flow run id), in one
+        transaction: the fast path records a run in the store first and in Prefect after."""
+        with self._session() as session:
+            runs = {run.id: run for run in session.scalars(select(Run).where(Run.id.in_(list(flow_run_ids))))}
+            for run_id, flow_run_id in flow_run_ids.items():
+                run = runs.get(run_id)
+                if run is None:
+                    raise StoreError(f"no run {run_id}")
+                if run.prefect_flow_run_id not in (None, flow_run_id):
+                    raise StoreError(f"run {run_id} belongs to Prefect flow run {run.prefect_flow_run_id}")
+                run.prefect_flow_run_id = flow_run_id
+
     def finish_run(self, run_id: str, error: str | None = None, actor: str = SYSTEM_ACTOR) -> None:
         with self._session() as session:
             run = session.get(Run, run_id)

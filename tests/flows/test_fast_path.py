@@ -69,6 +69,27 @@ narration = narrate.narrate_resolved_or_flow(sys.argv[1])
 print(json.dumps({"run_id": narration.run_id}))
 """
 
+# a finished job narrated from the store through a recorder of the given kind and Prefect API
+RECORDED = """
+import json, sys
+from flows.fast_path import narrate_from_store
+from flows.prefect_api import PrefectRecorder
+
+class SummaryRefused(PrefectRecorder):
+    def markdown(self, flow_run_id, key, description, markdown):
+        self._post("artifacts/no-such-endpoint", {})  # the real server refuses it
+
+kind = {"plain": PrefectRecorder, "summary-refused": SummaryRefused}[sys.argv[2]]
+recorder = kind(sys.argv[3]).warm()
+try:
+    narration, why = narrate_from_store(sys.argv[1], recorder)
+    print(json.dumps({"run_id": narration and narration.run_id, "declined": why}))
+except Exception as exc:
+    print(json.dumps({"error": str(exc)}))
+finally:
+    recorder.close()
+"""
+
 
 @dataclass
 class Narrated:
@@ -236,6 +257,39 @@ def test_a_long_lived_process_narrates_a_finished_job_from_the_store(tree: Tree,
     record = tree.record(run_id)
     assert run_id != first.run_id and record.status == "succeeded" and record.prefect_flow_run_id
     assert [(s.stage, s.cache_hit) for s in record.steps] == [(stage, True) for stage in STAGES]
+
+
+def test_a_prefect_server_that_does_not_answer_declines_before_anything_is_written(
+    tree: Tree, first: Narrated
+) -> None:
+    job_id = tree.record(first.run_id).job.id
+    store = tree.home.store()
+    try:
+        runs_before = len(store.job_runs(job_id))
+        closed_port = "http://127.0.0.1:9/api"  # nothing listens on the discard port here
+        done = json.loads(tree.python("-c", RECORDED, job_id, "plain", closed_port).stdout.splitlines()[-1])
+        assert done["run_id"] is None and "Prefect's server did not answer" in done["declined"]
+        assert len(store.job_runs(job_id)) == runs_before  # the flow gets the job as it was
+    finally:
+        store.close()
+
+
+def test_a_refused_prefect_record_is_the_jobs_error_and_its_run_keeps_its_flow_run(
+    tree: Tree, first: Narrated
+) -> None:
+    job_id = tree.record(first.run_id).job.id
+    done = tree.python("-c", RECORDED, job_id, "summary-refused", tree.prefect_api)
+    assert "Prefect API artifacts/no-such-endpoint" in json.loads(done.stdout.splitlines()[-1])["error"]
+    store = tree.home.store()
+    try:
+        run = store.job_runs(job_id)[-1]
+    finally:
+        store.close()
+    # the store's run is whole; Prefect has its Completed flow run, without the summary it refused
+    assert run.status == "succeeded" and [s.cache_hit for s in run.steps] == [True] * len(STAGES)
+    assert run.prefect_flow_run_id
+    flow_run = httpx.get(f"{tree.prefect_api.rstrip('/')}/flow_runs/{run.prefect_flow_run_id}").json()
+    assert flow_run["state_type"] == "COMPLETED" and flow_run["name"] == f"narrate-{job_id}"
 
 
 def test_an_engine_edit_declines_and_the_flow_recomputes(tree: Tree, first: Narrated) -> None:

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from kernel.errors import StoreError
 from stores.records import ArtifactRef, NewArtifact
 from stores.runs import CacheHit
 from stores.store import ArtifactStore
@@ -124,3 +125,17 @@ def test_bulk_exports_write_the_files_and_events_of_one_export_each(
         )
     paths_after = [e.details["path"] for e in store.audit_events(run_id=one) if e.action == "artifact.export"]
     assert len(paths_after) == 3 and paths_after[-1] == str((tmp_path / "late" / "a.txt").resolve())
+
+
+def test_runs_are_linked_to_their_flow_runs_in_one_call_and_never_relinked(store: ArtifactStore) -> None:
+    first, second, third = new_run(store), new_run(store), new_run(store)
+    store.link_flow_runs({first: "flow-run-1", second: "flow-run-2"})
+    assert [r.prefect_flow_run_id for r in store.runs_by_id([first, second])] == ["flow-run-1", "flow-run-2"]
+    store.link_flow_runs({first: "flow-run-1"})  # the same link again changes nothing
+    with pytest.raises(StoreError, match="belongs to Prefect flow run flow-run-1"):
+        store.link_flow_runs({third: "flow-run-5", first: "flow-run-3"})
+    with pytest.raises(StoreError, match="no run"):
+        store.link_flow_runs({"no-such-run": "flow-run-4"})
+    # a refused call writes nothing: not even the run it could have linked
+    linked = [r.prefect_flow_run_id for r in store.runs_by_id([first, second, third])]
+    assert linked == ["flow-run-1", "flow-run-2", None]
