@@ -1,4 +1,5 @@
 from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -9,7 +10,7 @@ from sqlalchemy.exc import DBAPIError
 
 from kernel.errors import InputError, StoreError
 from stores.records import NewArtifact
-from stores.schema import Base
+from stores.schema import Base, utcnow
 from stores.store import ArtifactStore
 
 
@@ -195,3 +196,30 @@ def test_overlapping_drains_claim_each_pending_job_once(store: ArtifactStore) ->
     assert sorted(claimed) == sorted(queued)  # every queued job once; the run-now job never
     assert store.claim_pending_jobs("late") == []
     assert sum(e.action == "job.claim" for e in store.audit_events()) == 12
+
+
+def test_a_drain_that_loses_its_oldest_job_to_another_takes_the_next(
+    store: ArtifactStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # two drains asking for one job each both see the same oldest one; the loser must not stop there
+    portrait = store.put_artifact(NewArtifact("portrait", "portrait", "image/png", data=b"png"))
+    first, second = (
+        store.submit_job(
+            name=name, submitter="s", script="Hi.", description="", portrait=portrait, options={}, queued=True
+        )
+        for name in ("first", "second")
+    )
+    pending_job_ids = store._pending_job_ids
+    raced: list[str] = []
+
+    def another_drain_claims_first(limit: int | None) -> list[str]:
+        found = pending_job_ids(limit)
+        if not raced:
+            raced.append(found[0])
+            assert store._claim(found[0], "other", "host-b:1", utcnow() + timedelta(seconds=30))
+        return found
+
+    monkeypatch.setattr(store, "_pending_job_ids", another_drain_claims_first)
+    assert store.claim_pending_jobs("late", 1) == [second]
+    assert raced == [first]
+    assert store.claim_pending_jobs("last", 1) == []
