@@ -287,6 +287,11 @@ def markdown(r: dict[str, Any]) -> str:
             "all",
         ),
         (
+            "the same on the landmarks the warp was given, head still (max ratio)",
+            f"{s['clips_within_range_given']} ({s['range_ratio_given_max_overall']:.2f})",
+            "",
+        ),
+        (
             "frames with wavy lips / lips crossed or folded",
             f"{s['wavy_lip_frames']} / {s['crossed_lip_frames']}",
             "0 / 0",

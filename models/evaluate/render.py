@@ -77,6 +77,9 @@ class ClipResult:
     mesh_found: float  # share of frames where the face mesh found the face
     range_ratio: dict[str, float] = field(default_factory=dict)  # region -> clip p95 / real p95
     range_ratio_max: float = float("nan")
+    # the same ratio on the geometry the warp was given (head held still), before the face mesh reads it
+    range_ratio_given: dict[str, float] = field(default_factory=dict)
+    range_ratio_given_max: float = float("nan")
     wavy_lip_frames: int = 0
     crossed_lip_frames: int = 0
 
@@ -127,9 +130,10 @@ def evaluate_clip(
     intensity: float,
     name: str,
     ssim_every: int = 5,
-) -> tuple[ClipResult, list[np.ndarray], float, np.ndarray]:
-    """Render one clip and score it; returns the result, the frames, the render-only seconds and the
-    re-detected meshes (frames with a face, 468, 3)."""
+) -> tuple[ClipResult, list[np.ndarray], float, np.ndarray, np.ndarray]:
+    """Render one clip and score it; returns the result, the frames, the render-only seconds, the
+    re-detected meshes (frames with a face, 468, 3) and the landmarks the warp was given with the head
+    held still (frames, 468, 2) px."""
     curve = constant_curve(emotion, intensity, speech.duration)
     start = time.perf_counter()
     frames = list(renderer.render(portrait, speech, curve))
@@ -191,17 +195,32 @@ def evaluate_clip(
         wavy_lip_frames=lips.wavy_frames,
         crossed_lip_frames=lips.crossed_frames,
     )
-    return result, frames, render_s, np.stack(meshes) if meshes else np.zeros((0, 468, 3))
+    given = renderer.landmark_track(portrait, speech, curve, still_head=True)
+    meshes_found = np.stack(meshes) if meshes else np.zeros((0, 468, 3))
+    return result, frames, render_s, meshes_found, given
 
 
-def score_range(clip: ClipResult, meshes: np.ndarray, neutral: np.ndarray) -> None:
-    """Fill the clip's ratios to the real actors' p95 (the neutral: the portrait's rendered neutral mesh)."""
-    if not len(meshes):
-        return
-    track, rest = face_frame_track(meshes, neutral)
-    moves = naturalness.region_displacement(track, rest)
-    clip.range_ratio = naturalness.range_ratio(moves, clip.emotion)
-    clip.range_ratio_max = max(clip.range_ratio.values(), default=float("nan"))
+def score_range(
+    clip: ClipResult,
+    meshes: np.ndarray,
+    neutral: np.ndarray,
+    given: np.ndarray | None = None,
+    neutral_given: np.ndarray | None = None,
+) -> None:
+    """Fill the clip's ratios to the real actors' p95: as the face mesh re-detects the frames (against the
+    portrait's rendered neutral mesh), and, when given, on the warp's own landmarks with the head still
+    (against the median of the neutral clip's): what the renderer asked for, before the mesh's gain and
+    its coupling of regions (a talking mouth moves the re-detected brows)."""
+    if len(meshes):
+        track, rest = face_frame_track(meshes, neutral)
+        moves = naturalness.region_displacement(track, rest)
+        clip.range_ratio = naturalness.range_ratio(moves, clip.emotion)
+        clip.range_ratio_max = max(clip.range_ratio.values(), default=float("nan"))
+    if given is not None and neutral_given is not None and len(given):
+        frame = FaceFrame.from_landmarks(neutral_given)
+        moves = naturalness.region_displacement(frame.normalise(given), frame.normalise(neutral_given))
+        clip.range_ratio_given = naturalness.range_ratio(moves, clip.emotion)
+        clip.range_ratio_given_max = max(clip.range_ratio_given.values(), default=float("nan"))
 
 
 def evaluate_render(
@@ -253,14 +272,16 @@ def evaluate_render(
         # neutral first: its re-detected landmarks are this face's resting reference for the range ratios
         order = ["neutral", *[e for e in config.emotions if e != "neutral"]]
         neutral: np.ndarray | None = None
+        neutral_given: np.ndarray | None = None
         for emotion in order:
-            result, frames, seconds, meshes = evaluate_clip(
+            result, frames, seconds, meshes, given = evaluate_clip(
                 renderer, judge, portrait, speech, emotion, config.intensity, name, config.ssim_every
             )
             if emotion == "neutral" and len(meshes):
                 neutral = neutral_reference(meshes)
+                neutral_given = np.median(given, axis=0)
             if neutral is not None:  # no reference when the mesh lost the neutral face: no ratios
-                score_range(result, meshes, neutral)
+                score_range(result, meshes, neutral, given, neutral_given)
             if emotion not in config.emotions:
                 continue
             clips.append(result)
@@ -325,6 +346,10 @@ def summarise(clips: list[ClipResult], statuses: list[PortraitStatus], render_fp
         },
         "range_ratio_max_overall": float(np.nanmax([c.range_ratio_max for c in clips] or [np.nan])),
         "clips_within_range": sum(c.range_ratio_max <= 1.0 for c in clips),
+        "range_ratio_given_max_overall": float(
+            np.nanmax([c.range_ratio_given_max for c in clips] or [np.nan])
+        ),
+        "clips_within_range_given": sum(c.range_ratio_given_max <= 1.0 for c in clips),
         "wavy_lip_frames": sum(c.wavy_lip_frames for c in clips),
         "crossed_lip_frames": sum(c.crossed_lip_frames for c in clips),
         "face_found": mean([c.face_found for c in clips]),

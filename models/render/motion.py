@@ -141,6 +141,12 @@ class HeadTrack:
     tx: np.ndarray
     ty: np.ndarray
 
+    @classmethod
+    def still(cls, n_frames: int) -> HeadTrack:
+        """A head that does not move for `n_frames`."""
+        rest = np.zeros(n_frames, dtype=np.float32)
+        return cls(yaw=rest, pitch=rest, roll=rest, tx=rest, ty=rest)
+
 
 # Amplitudes at head_motion = 1: radians for angles, inter-ocular distances for translation.
 _HEAD_AMPLITUDE = {"yaw": 0.022, "pitch": 0.015, "roll": 0.02, "tx": 0.025, "ty": 0.012}

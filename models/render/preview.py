@@ -10,6 +10,7 @@ once (and cached for the next clip of the same portrait); a frame then costs a f
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import threading
 from collections import OrderedDict
@@ -155,11 +156,16 @@ class PreviewRenderer:
         # 3. Frame loop.
         return self._frames(prepared, tracks, progress)
 
-    def landmark_track(self, portrait: Portrait, speech: Speech, curve: EmotionCurve) -> np.ndarray:
+    def landmark_track(
+        self, portrait: Portrait, speech: Speech, curve: EmotionCurve, still_head: bool = False
+    ) -> np.ndarray:
         """(frames, 468, 2) px: where `render` puts the face's landmarks in each frame, without drawing it
-        (the naturalness checks read the geometry the warp is given)."""
+        (the naturalness checks read the geometry the warp is given); still_head leaves the head pose
+        out, so only the face's own moves remain."""
         check_render_inputs(portrait, speech)
         prepared, tracks = self._tracks(portrait, speech, curve, self.frame_count(speech.duration))
+        if still_head:
+            tracks = dataclasses.replace(tracks, head=motion.HeadTrack.still(len(tracks.units)))
         targets = list(self._targets(prepared, tracks))
         return np.stack([t[:N_LANDMARKS] for t in targets]) if targets else np.zeros((0, N_LANDMARKS, 2))
 
@@ -202,7 +208,7 @@ class PreviewRenderer:
         prepared = self._prepare(portrait)
         units, fields = self._expression(labels, np.asarray(weights, dtype=np.float64).reshape(1, -1))
         rest = np.zeros(1, dtype=np.float32)
-        still = motion.HeadTrack(yaw=rest, pitch=rest, roll=rest, tx=rest, ty=rest)
+        still = motion.HeadTrack.still(1)
         return next(self._frames(prepared, _Tracks(units, fields, rest, rest, rest, still), None))
 
     def prepared_rig(self, portrait: Portrait) -> FaceRig:

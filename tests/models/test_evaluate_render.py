@@ -123,6 +123,10 @@ def test_evaluate_render_command_scores_faces_and_skips_the_cat(tmp_path: Path) 
         "brows", "upper_lids", "lower_lids", "cheeks", "mouth_corners", "lips", "jaw",
     }  # fmt: skip
     assert 0.0 < clips["sad"]["range_ratio_max"] < 1.5
+    # and on the geometry the warp was given: the fields stay within the actors' p95, speech aside
+    assert set(clips["sad"]["range_ratio_given"]) == set(clips["sad"]["range_ratio"])
+    assert clips["sad"]["range_ratio_given"]["brows"] <= 1.0
+    assert summary["clips_within_range_given"] <= len(clips)
     assert summary["wavy_lip_frames"] == 0 and summary["crossed_lip_frames"] == 0
     sheet = cv2.imread(report["contact_sheets"][0])
     assert sheet is not None and sheet.shape[1] == 3 * 176

@@ -451,3 +451,16 @@ def test_an_expression_change_at_a_word_boundary_leaves_the_lip_opening_to_speec
     ratio = sad.mouth_open[talking] / neutral.mouth_open[talking]
     assert ratio == pytest.approx(table.speech_ratio["sad"], rel=1e-4)
     assert table.speech_ratio["sad"] < 0.9  # sad speech opens less, as the MEAD actors' does
+
+
+def test_the_landmark_track_with_the_head_still_is_the_face_without_head_motion(portrait: Portrait) -> None:
+    """What the naturalness measure reads as the geometry given: the same expression, speech and blinks
+    as a render, with only the head pose left out."""
+    speech, curve = make_speech(phonemes=True), constant_curve("sad", 1.0)
+    held = PreviewRenderer(size=256, fps=FPS, seed=0).landmark_track(portrait, speech, curve, still_head=True)
+    still = PreviewRenderer(size=256, fps=FPS, seed=0, head_motion=0.0).landmark_track(
+        portrait, speech, curve
+    )
+    assert held == pytest.approx(still, abs=1e-6)
+    with_head = PreviewRenderer(size=256, fps=FPS, seed=0).landmark_track(portrait, speech, curve)
+    assert float(np.abs(with_head - still).max()) > 0.5  # px: the head does move in a render
