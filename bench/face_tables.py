@@ -26,10 +26,11 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from models.evaluate.naturalness import RANGE_FILE, region_displacement, summarise_displacement  # noqa: E402
+from models.evaluate.naturalness import region_displacement, summarise_displacement  # noqa: E402
 from models.evaluate.real_faces import LandmarkTrack, detect_mesh, face_frame_track, read_mead  # noqa: E402
 from models.render.expressions import (  # noqa: E402
     EXPRESSIONS_FILE,
+    RANGE_FILE,
     ExpressionTable,
     expression_fields,
     speech_opening,

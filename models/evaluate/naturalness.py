@@ -19,8 +19,7 @@ from typing import Any
 import numpy as np
 
 from models.render import topology as topo
-
-RANGE_FILE = Path(__file__).resolve().parents[2] / "prompts" / "expression_range.json"
+from models.render.expressions import RANGE_FILE
 
 # Face regions as the issue names them; each is scored by the mean move of its landmarks.
 REGIONS = topo.FACE_REGIONS

@@ -45,6 +45,8 @@ if TYPE_CHECKING:
     from models.render.tables import FacsTable, VisemeTable
 
 EXPRESSIONS_FILE = Path(__file__).resolve().parents[2] / "prompts" / "expressions.json"
+# the actors' range per emotion and region (median, p95), which the naturalness measure also reads
+RANGE_FILE = Path(__file__).resolve().parents[2] / "prompts" / "expression_range.json"
 N_LANDMARKS = 468
 _AMPLITUDE_CAP = 1.6
 _STRONG_QUANTILE = 0.9  # intensity 1.0: level 3 at its strong moments, not its average
@@ -65,6 +67,8 @@ class ExpressionTable:
     # times each emotion's ratio to neutral in the actors' lip-gap motion (sad speakers open less)
     speech_scale: float = 1.0
     speech_ratio: dict[str, float] = dataclass_field(default_factory=dict)
+    # per emotion, the factor the field was scaled by to stay within the actors' p95 (1: already within)
+    range_scale: dict[str, float] = dataclass_field(default_factory=dict)
 
     def speech_factor(self, labels: list[str], weights: np.ndarray) -> np.ndarray:
         """(frames,) the speech opening's factor for per-frame weights (frames, labels) = probability x
@@ -190,21 +194,51 @@ def explain(
 
 
 @lru_cache(maxsize=4)
-def load_expressions(path: Path = EXPRESSIONS_FILE) -> ExpressionTable:
+def load_expressions(path: Path = EXPRESSIONS_FILE, range_path: Path | None = RANGE_FILE) -> ExpressionTable:
     """The table the renderer plays: the fields as the face mesh measured them on the actors (not over
-    its gain; see the module's docstring), with the FACS explanation and the speech opening."""
+    its gain; see the module's docstring), each brought within the actors' range (`within_range`; none
+    with range_path=None), with the FACS explanation and the speech opening."""
     try:
         text = Path(path).read_text(encoding="utf-8")
         doc = json.loads(text)
         fields = {e: np.asarray(f, dtype=np.float64) for e, f in doc["fields"].items()}
     except (OSError, ValueError, KeyError) as exc:
         raise EngineError(f"cannot read the expression table {path}: {exc}") from exc
+    try:
+        limits = None if range_path is None else json.loads(Path(range_path).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise EngineError(f"cannot read the actors' expression range {range_path}: {exc}") from exc
     bad = [e for e, f in fields.items() if f.shape != (N_LANDMARKS, 2)]
     if bad:
         raise EngineError(f"{path}: fields of {bad} are not {N_LANDMARKS} x 2 displacements")
     units = {e: {u: float(a) for u, a in acts.items()} for e, acts in doc.get("units", {}).items()}
+    scales = {} if limits is None else within_range(fields, limits.get("emotions", {}))
+    for emotion, factor in scales.items():
+        fields[emotion] = fields[emotion] * factor
+        units[emotion] = {u: a * factor for u, a in units.get(emotion, {}).items()}
     scale, ratio = _speech(doc)
-    return ExpressionTable(fields, units, str(doc.get("source", "")), text, scale, ratio)
+    return ExpressionTable(fields, units, str(doc.get("source", "")), text, scale, ratio, scales)
+
+
+def within_range(
+    fields: dict[str, np.ndarray], p95: dict[str, dict[str, dict[str, float]]]
+) -> dict[str, float]:
+    """Per emotion, the factor (<= 1) that brings the field's largest region move, as a ratio to the
+    actors' p95 for that emotion and region, down to 1: intensity 1.0 never asks a region to move
+    further than the actors' own strong moments did. The whole field is scaled, so its shape (and its
+    FACS explanation, scaled alike) stays; averaging two actors who disagree and restoring their typical
+    amplitude is what pushes a region over (surprise's brows to 1.28 of the p95)."""
+    scales = {}
+    for emotion, field in fields.items():
+        limits = p95.get(emotion, {})
+        ratios = [
+            float(np.linalg.norm(field[list(idx)], axis=1).mean()) / limits[name]["p95"]
+            for name, idx in FACE_REGIONS.items()
+            if limits.get(name, {}).get("p95", 0.0) > 0.0
+        ]
+        worst = max(ratios, default=0.0)
+        scales[emotion] = 1.0 / worst if worst > 1.0 else 1.0
+    return scales
 
 
 def _speech(doc: dict[str, Any]) -> tuple[float, dict[str, float]]:

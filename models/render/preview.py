@@ -25,7 +25,7 @@ from kernel.errors import InputError
 from models.identity import EngineIdentity, TablePart, describe
 from models.render import motion
 from models.render import topology as topo
-from models.render.expressions import EXPRESSIONS_FILE, ExpressionTable, load_expressions
+from models.render.expressions import EXPRESSIONS_FILE, RANGE_FILE, ExpressionTable, load_expressions
 from models.render.inputs import check_portrait, check_render_inputs, frame_count
 from models.render.mouth import EyeWhitePainter, MouthPainter, WrinklePainter, close_mouth_texture
 from models.render.rig import N_LANDMARKS, FaceFrame, FaceRig, HeadPose
@@ -87,7 +87,10 @@ class PreviewRenderer:
     # 2.1.0: speech opens the lips as far as the actors' speech does in each emotion (sad less), neutral
     # speech calibrated to theirs (prompts/expressions.json `speech_opening`); taking a field's lip gap
     # out no longer lifts the jaw past rest, and takes the gap out along the whole mouth (#16)
-    version = "2.1.0"
+    # 2.2.0: each field is scaled, as a whole, until no region moves further than the actors' p95 for its
+    # emotion (prompts/expression_range.json): surprise 0.78, fear 0.89, sad 0.97, angry 0.99; speech
+    # widens and rounds the mouth 0.56 as far (`width_scale`: its corners went 1.6-1.8x the actors') (#16)
+    version = "2.2.0"
 
     def __init__(
         self,
@@ -130,7 +133,9 @@ class PreviewRenderer:
                 TablePart(Path(self.facs.source).name, self.facs.document, _FACS_READ[self.expressions]),
                 TablePart(Path(self.visemes.source).name, self.visemes.document),
             ],
-            files={"expressions": EXPRESSIONS_FILE} if self.real is not None else None,
+            files={"expressions": EXPRESSIONS_FILE, "expression_range": RANGE_FILE}
+            if self.real is not None
+            else None,
             packages=("mediapipe", "opencv-python-headless"),
             version=self.version if self.real is not None else f"{self.version}+facs",
         )
@@ -185,6 +190,7 @@ class PreviewRenderer:
         else:
             mouth_open, mouth_width = motion.mouth_from_energy(level, self.visemes, self.fps)
         mouth_open = mouth_open * np.float32(p["open_scale"])
+        mouth_width = mouth_width * np.float32(p.get("width_scale", 1.0))
         if n_frames:
             frames = curve.per_frame(self.fps, n_frames)
             weights = frames.probs * frames.intensity[:, None]

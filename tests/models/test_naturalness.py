@@ -20,6 +20,7 @@ from models.render.expressions import (
     mirror_pairs,
     speech_opening,
     symmetrise,
+    within_range,
 )
 
 
@@ -164,6 +165,35 @@ def test_the_shipped_expression_table_loads_and_explains_each_emotion() -> None:
     assert max(float(np.abs(f).max()) for f in table.fields.values()) < 0.2
 
 
+def test_a_field_over_the_actors_p95_is_scaled_down_whole_and_one_within_is_left_alone() -> None:
+    brow = list(topo.FACE_REGIONS["brows"])
+    lips = list(topo.FACE_REGIONS["lips"])
+    over = np.zeros((468, 2))
+    over[brow, 1] = -0.05  # brows up by 0.05 IOD, where the actors' p95 is 0.04
+    over[lips, 0] = 0.01
+    within = over * 0.5
+    p95 = {"surprise": {"brows": {"p95": 0.04}, "lips": {"p95": 0.1}}}
+    p95["fear"] = p95["surprise"]
+    scales = within_range({"surprise": over, "fear": within, "unknown": over}, p95)
+    assert scales["surprise"] == pytest.approx(0.8)  # the worst region lands on the p95
+    assert scales["fear"] == 1.0  # never amplified
+    assert scales["unknown"] == 1.0  # no range to compare with: played as measured
+
+
+def test_the_shipped_fields_stay_within_the_actors_range_at_full_intensity() -> None:
+    table = load_expressions()
+    real = naturalness.real_range()["emotions"]
+    for emotion, field in table.fields.items():
+        moves = naturalness.region_displacement(field[None], np.zeros_like(field))
+        for region, move in moves.items():
+            assert float(move[0]) <= real[emotion][region]["p95"] * (1 + 1e-9), (emotion, region)
+    assert table.range_scale["surprise"] < 0.9  # the two actors' averaged brows went over
+    raw = load_expressions(range_path=None)
+    factor = table.range_scale["surprise"]
+    assert table.fields["surprise"] == pytest.approx(raw.fields["surprise"] * factor)
+    assert table.units["surprise"]["AU1"] == pytest.approx(raw.units["surprise"]["AU1"] * factor)
+
+
 def test_a_broken_expression_table_is_refused_with_its_path(tmp_path: Path) -> None:
     bad = tmp_path / "expressions.json"
     bad.write_text(json.dumps({"neutral": [[0, 0]] * 468, "fields": {"sad": [[0, 0]] * 10}}))
@@ -172,6 +202,9 @@ def test_a_broken_expression_table_is_refused_with_its_path(tmp_path: Path) -> N
     bad.write_text("{not json")
     with pytest.raises(EngineError, match="cannot read"):
         load_expressions(bad)
+    missing = tmp_path / "expression_range.json"
+    with pytest.raises(EngineError, match=r"expression range .*expression_range\.json"):
+        load_expressions(range_path=missing)
 
 
 def test_speech_opening_is_each_emotions_lip_gap_motion_over_the_speakers_neutral() -> None:
