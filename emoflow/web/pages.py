@@ -6,13 +6,13 @@ import json
 import math
 import re
 import threading
-from collections import OrderedDict
 from collections.abc import Mapping
 from functools import cache
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
+from cachetools import LRUCache, cached
 from fastapi import APIRouter, Form, HTTPException, Request, status
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, PlainTextResponse, RedirectResponse, Response
@@ -467,26 +467,15 @@ def _curve_of(store: Any, run: RunRecord) -> tuple[ArtifactRef, dict[str, Any]] 
     return ref, json.loads(store.read_bytes(ref.sha256))  # read_bytes verifies the hash
 
 
+@cached(
+    LRUCache(maxsize=256),
+    key=lambda sha256, curve, colors: (sha256, tuple(colors.items())),
+    lock=threading.Lock(),
+)
 def _curve_picture(sha256: str, curve: dict[str, Any], colors: dict[str, str]) -> str:
     """views.curve_svg, kept per curve artifact: the artifact is content-addressed, so its picture
     only changes with the colours (part of the key)."""
-    key = (sha256, tuple(colors.items()))
-    with _SVG_LOCK:
-        found = _SVG_CACHE.get(key)
-        if found is not None:
-            _SVG_CACHE.move_to_end(key)
-            return found
-    svg = views.curve_svg(curve, colors)
-    with _SVG_LOCK:
-        _SVG_CACHE[key] = svg
-        while len(_SVG_CACHE) > _SVG_CACHE_SIZE:
-            _SVG_CACHE.popitem(last=False)
-    return svg
-
-
-_SVG_CACHE: OrderedDict[tuple[str, tuple[tuple[str, str], ...]], str] = OrderedDict()
-_SVG_CACHE_SIZE = 256
-_SVG_LOCK = threading.Lock()
+    return views.curve_svg(curve, colors)
 
 
 # what the run page offers to download, in order: (publish output or "curve", label, file name suffix)
