@@ -62,7 +62,7 @@ from models.efp.engine import EmbeddedEFP, Evidence  # noqa: E402
 from models.efp.fit import FitSet, fit, predict, scores  # noqa: E402
 from models.efp.params import FITTED_FILE, HAND_SET, FusionWeights  # noqa: E402
 from models.evaluate.classification import score_labels  # noqa: E402
-from models.plan import RulePlanner  # noqa: E402
+from models.plan.rules import RulePlanner  # noqa: E402
 from models.types import EmotionPlan, PlannedWord, Speech, Timings, WordTiming  # noqa: E402
 
 TEXT_SET = ROOT / "models" / "efp" / "data" / "text_set.yaml"

@@ -16,6 +16,7 @@ from kernel.jobs import BUILTIN_PORTRAIT_PREFIX, FRAME_CROP, JobOptions, JobSpec
 from kernel.paths import ensure_writable_dir
 from kernel.settings import Settings
 from models.identity import describe
+from models.plan.tags import check_script
 from models.vision.face import load_image
 from stores.records import NewArtifact
 from stores.store import ArtifactStore
@@ -35,6 +36,7 @@ def submit_job(spec: JobSpec, settings: Settings, store: ArtifactStore, queued: 
         options = spec.options(settings)
         if not spec.script.strip():
             raise InputError("script is empty: give the words to speak in `script` or `script_file`")
+        check_script(spec.script)  # its tags and words, as the planner will read them
         if options.renderer == "diffusion":
             check_diffusion_options(options)
         if options.efp_engine == "learned":

@@ -28,6 +28,10 @@ def rows(table: str) -> int:
     ("fields", "fragment"),
     [
         ({"script": "   "}, "script is empty"),
+        ({"script": "... !!! ???"}, "no words to speak (punctuation is not spoken)"),
+        ({"script": "[angry] [sad]"}, "no words to speak once inline [tags] are removed"),
+        ({"script": "[grumpy] Hello."}, "unknown emotion in tag [grumpy]"),
+        ({"script": "[angry 1.5] Hello."}, "intensity 1.5 in tag [angry 1.5] is outside 0..1"),
         ({"portrait": "missing.png"}, "missing.png"),
         ({"portrait": "not-an-image.png"}, "not-an-image.png"),
         ({"portrait": "skimage:chelsea"}, "no human face"),

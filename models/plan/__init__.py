@@ -1,5 +1,2 @@
-"""Emotion planners: script + free-text description -> an EmotionPlan with one entry per spoken word."""
-
-from models.plan.rules import RulePlanner
-
-__all__ = ["RulePlanner"]
+"""Emotion planners: script + free-text description -> an EmotionPlan with one entry per spoken word
+(`rules.RulePlanner`, `llm.LLMPlanner`); `tags` reads inline tags and checks a script at submission."""

@@ -6,36 +6,22 @@ phase > whole-script description emotion > neutral default (always with a warnin
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 
-from kernel.errors import InputError
 from models.identity import EngineIdentity, describe
 from models.plan.description import interpret
 from models.plan.language import language_warning
 from models.plan.lexicon import ToneLexicon, load_lexicon
 from models.plan.meaning import SemanticReader
-from models.plan.phrases import read_phrase
 from models.plan.placement import Placed
-from models.plan.tokens import WORD_RE, clause_ids, sentence_ids
+from models.plan.tags import InlineTag, strip_tags, word_spans
+from models.plan.tokens import clause_ids, sentence_ids
 from models.types import EmotionPlan, PlannedWord
 from models.vocabulary import PLANNING_PARTS, Vocabulary, load_vocabulary, vocabulary_table
 
 # (words, sentence of each word, clause of each word) -> per-word cues, warnings and readings;
 # the rule reader or the LLM reader
 CueReader = Callable[[list[str], list[int], list[int]], Placed]
-
-_TAG_RE = re.compile(r"\[([^\[\]]*)\]")
-_WORD_CHAR_RE = re.compile(r"[^\W_]")
-
-
-@dataclass(frozen=True)
-class _Tag:
-    label: str
-    intensity: float
-    text: str  # the tag as written, for messages
-    position: int  # offset in the clean script where it takes effect
 
 
 class RulePlanner:
@@ -94,10 +80,8 @@ class RulePlanner:
     def plan_with(self, script: str, description: str, read_cues: CueReader) -> EmotionPlan:
         """The plan with inline tags from the script and description cues from `read_cues`."""
         vocab = self.vocabulary
-        clean, tags, warnings = self._strip_tags(script)
-        spans = [(m.start(), m.end()) for m in WORD_RE.finditer(clean)]
-        if not spans:
-            raise InputError("script is empty: it has no words to speak once inline [tags] are removed")
+        clean, tags, warnings = strip_tags(script, vocab)
+        spans = word_spans(clean, tags)
         for text, what in ((clean, "script"), (description, "description")):
             if (warning := language_warning(text, what)) is not None:
                 warnings.append(warning)
@@ -110,7 +94,7 @@ class RulePlanner:
         warnings.extend(self._neutral_warnings(description, tags, cues))
 
         words: list[PlannedWord] = []
-        active: _Tag | None = None
+        active: InlineTag | None = None
         pending = iter(tags)
         upcoming = next(pending, None)
         for index, ((start, end), cue) in enumerate(zip(spans, cues, strict=True)):
@@ -138,7 +122,7 @@ class RulePlanner:
         return EmotionPlan(script=clean, words=words, warnings=warnings, readings=placed.readings)
 
     def _neutral_warnings(
-        self, description: str, tags: list[_Tag], cues: Sequence[object | None]
+        self, description: str, tags: list[InlineTag], cues: Sequence[object | None]
     ) -> list[str]:
         """Never a silent neutral: say why words fell back to neutral when nothing asked for it."""
         if any(cue is not None for cue in cues):
@@ -151,69 +135,3 @@ class RulePlanner:
             f'nothing in the description "{shown}" was understood as an emotion, so {rest} neutral '
             f'(valid emotions: {", ".join(self.vocabulary.labels)}; e.g. "sad", \'angry at "never again"\')'
         ]
-
-    def _strip_tags(self, script: str) -> tuple[str, list[_Tag], list[str]]:
-        """Clean script (tags removed, whitespace collapsed), tags with their clean offsets, warnings."""
-        out: list[str] = []
-        length = 0
-        tags: list[_Tag] = []
-        pos = 0
-
-        def append(piece: str, after_tag: bool) -> None:
-            nonlocal length
-            piece = re.sub(r"\s+", " ", piece)
-            if not out or out[-1].endswith(" "):
-                piece = piece.lstrip(" ")
-            elif after_tag and piece and _WORD_CHAR_RE.match(piece) and _WORD_CHAR_RE.match(out[-1][-1]):
-                piece = " " + piece  # "word[sad]word" must stay two words
-            if piece:
-                out.append(piece)
-                length += len(piece)
-
-        notes: list[str] = []
-        for match in _TAG_RE.finditer(script):
-            append(script[pos : match.start()], after_tag=bool(tags))
-            label, intensity = self._read_tag(match.group(0), match.group(1), notes)
-            tags.append(_Tag(label, intensity, match.group(0), length))
-            pos = match.end()
-        append(script[pos:], after_tag=bool(tags))
-
-        clean = "".join(out).rstrip(" ")
-        warnings: list[str] = notes
-        if "[" in clean or "]" in clean:
-            warnings.append("an unbalanced '[' or ']' was kept as text; a tag looks like [angry 0.8]")
-        return clean, tags, warnings
-
-    def _read_tag(self, written: str, body: str, notes: list[str]) -> tuple[str, float]:
-        vocab = self.vocabulary
-        valid = ", ".join(vocab.labels)
-        tokens = body.split()
-        if not tokens:
-            raise InputError(f"empty tag {written} in the script; valid emotions are: {valid}")
-        phrase = read_phrase(tokens, vocab)
-        labels = {label for label, _, _ in phrase.emotions}
-        if not phrase.emotions or phrase.negated:
-            raise InputError(
-                f"unknown emotion in tag {written}; valid emotions are: {valid} "
-                "(synonyms such as 'furious' work too; add an intensity as in [angry 0.8] or [very sad])"
-            )
-        if len(labels) > 1 or len(phrase.emotions) > 1:
-            raise InputError(f"tag {written} names more than one emotion; use one, e.g. [angry 0.8]")
-        if phrase.unknown or len(phrase.intensities) + len(phrase.numbers) > 1:
-            bad = " ".join(phrase.unknown) or body.strip()
-            raise InputError(
-                f"malformed intensity {bad!r} in tag {written}: use one number from 0 to 1 (or a percentage) "
-                f"or one intensity word ({', '.join(vocab.intensity_words)})"
-            )
-        label, intensity, word = phrase.emotions[0]
-        if phrase.blends:
-            parts = " + ".join(f"{lbl} {value:g}" for lbl, value in self.vocabulary.blends[word].parts)
-            notes.append(f"blend tag {written} is {parts}; its words get {label} (the dominant part)")
-        if phrase.numbers:
-            token, intensity = phrase.numbers[0]
-            if not 0.0 <= intensity <= 1.0:
-                raise InputError(f"intensity {token} in tag {written} is outside 0..1, e.g. [angry 0.8]")
-        elif phrase.intensities:
-            intensity = phrase.intensities[0][1]
-        # neutral has no strength: [neutral] resets to the unexpressive face
-        return label, 0.0 if label == vocab.neutral else float(intensity)

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from models.efp import EFPConfig, EmbeddedEFP, FusionWeights, load_text_model
-from models.plan import RulePlanner
+from models.plan.rules import RulePlanner
 from models.types import EmotionCurve, EmotionPlan, PhonemeTiming, Speech, Timings, WordTiming
 
 SR = 22050

@@ -8,7 +8,7 @@ import pytest
 from models.efp import lexicon
 from models.efp.lexicon import CONTEXT, HIT, NONE, LexiconEvidence, load_category_map
 from models.efp.params import EFPConfig
-from models.plan import RulePlanner
+from models.plan.rules import RulePlanner
 from models.vocabulary import load_vocabulary
 
 LABELS = ["neutral", "happy", "sad", "angry", "fear", "surprise", "disgust"]

@@ -7,7 +7,7 @@ import pytest
 
 from models.efp import EmbeddedEFP
 from models.efp.text import SENTENCE_BLOCK
-from models.plan import RulePlanner
+from models.plan.rules import RulePlanner
 from models.types import EmotionPlan, Speech, Timings, WordTiming
 
 SR = 8000

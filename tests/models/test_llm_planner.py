@@ -10,10 +10,10 @@ from types import SimpleNamespace
 import pytest
 
 from kernel.errors import EngineError
-from models.plan import RulePlanner
 from models.plan import llm as llm_module
 from models.plan.llm import LLMPlanner, ReplyError, parse_reply
 from models.plan.placement import END, FALLING, SENTENCE, Span
+from models.plan.rules import RulePlanner
 from models.vocabulary import load_vocabulary
 
 SCRIPT = "I waited for you all day. I told you never again would I trust you. Now it is over."

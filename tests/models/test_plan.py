@@ -10,8 +10,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from kernel.errors import InputError
-from models.plan import RulePlanner
 from models.plan.lexicon import load_lexicon
+from models.plan.rules import RulePlanner
+from models.plan.tags import check_script
 from models.types import EmotionPlan
 from models.vocabulary import load_vocabulary
 
@@ -98,6 +99,25 @@ def test_malformed_intensity_is_an_input_error(planner: RulePlanner, tag: str) -
 def test_empty_script_is_an_input_error(planner: RulePlanner, script: str) -> None:
     with pytest.raises(InputError, match="script is empty"):
         planner.plan(script)
+
+
+@pytest.mark.parametrize(
+    "script", ["[sad]", "... !?", "[grumpy] Hello.", "[angry 1.7] Hi", "Hello [] there", "[angry sad] Hi"]
+)
+def test_submission_checks_refuse_what_planning_refuses(planner: RulePlanner, script: str) -> None:
+    with pytest.raises(InputError) as planned:
+        planner.plan(script)
+    with pytest.raises(InputError) as checked:
+        check_script(script)
+    assert str(checked.value) == str(planned.value)
+
+
+@pytest.mark.parametrize(
+    "script", ["Hello [there. [sad]", "[angry 0.8] Never again.", "Fine [bittersweet] day"]
+)
+def test_submission_checks_pass_what_planning_plans(planner: RulePlanner, script: str) -> None:
+    check_script(script)
+    assert planner.plan(script).words
 
 
 def test_trailing_tag_and_stray_bracket_are_warnings(planner: RulePlanner) -> None:

@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from models.evaluate.descriptions import compress_runs, evaluate_description_cases, expand_runs, trend_holds
-from models.plan import RulePlanner
+from models.plan.rules import RulePlanner
 
 CASES = Path(__file__).resolve().parents[1] / "data" / "description_cases.yaml"
 

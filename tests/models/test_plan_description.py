@@ -11,8 +11,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from kernel.errors import InputError
-from models.plan import RulePlanner
 from models.plan.placement import RAMP_LOW, SENTENCE, Instruction, Span, place
+from models.plan.rules import RulePlanner
 from models.plan.tokens import WORD_RE, sentence_ids
 from models.types import EmotionPlan
 from models.vocabulary import _default_path, load_vocabulary
