@@ -168,6 +168,7 @@ class _Clause:
     more_spans: list[Span] = field(default_factory=list)  # the other spans of "first and last sentences"
     attributed: bool = False  # it named someone else's feeling ("the customer is furious")
     bare_and: bool = False  # joined by a plain "and", no comma: "bright and upbeat for the news"
+    bare_comma: bool = False  # joined by a comma alone: "gentle, sombre"
 
 
 @dataclass
@@ -264,6 +265,7 @@ def read_description(
             continue
         clause.joined = bool(_CONJUNCTION_RE.search(separator))
         clause.bare_and = separator.strip().lower() == "and"
+        clause.bare_comma = separator.strip() == ","
         separator = ""
         ins = clause.instruction
         if ins.label is None and clause.extent_only and clauses and clauses[-1].instruction.label is not None:
@@ -313,7 +315,9 @@ def _shares_forward(last: Instruction, clause: _Clause) -> str | None:
     placed = ins.region or ins.anchors or ins.position not in (None, NEXT)
     unplaced = not last.region and not last.anchors and last.position in (None, NEXT) and last.ramp is None
     labelled = ins.label is not None and last.label is not None
-    return FORWARD if clause.bare_and and placed and labelled and unplaced else None
+    # "urgent, alarmed for the warning": a register word listed before an emotion says how to speak it
+    listed = clause.bare_and or (clause.bare_comma and last.register and ins.position in (None, NEXT))
+    return FORWARD if listed and placed and labelled and unplaced else None
 
 
 def _shares_backward(last: Instruction, clause: _Clause) -> str | None:
@@ -334,7 +338,11 @@ def _mixes(last: Instruction, clause: _Clause) -> str | None:
     ins = clause.instruction
     # the later one has no place of its own: it applies where the previous part does
     both_plain = _is_plain(ins) and _is_plain(last) and ins.position is None
-    return BACKWARD if clause.joined and both_plain else None
+    # "gentle, sombre": a comma lists a register word with an emotion for the same words
+    listed = clause.joined or (
+        clause.bare_comma and (last.register or ins.register) and last.position is None
+    )
+    return BACKWARD if listed and both_plain else None
 
 
 def _join_parts(
@@ -359,6 +367,7 @@ def _join_parts(
                 named, vocab, f"{last.text}{separator}{ins.text}", warnings
             )
         target.how = "; ".join(h for h in dict.fromkeys((last.how, ins.how)) if h)
+        target.register = target.label == vocab.neutral and last.register and ins.register
         target.text = f"{last.text} and {ins.text}"
         if way == FORWARD:
             if last.position == NEXT and ins.position is None:
@@ -746,3 +755,4 @@ def _read_emotion(clause: _Clause, phrase: Phrase, vocab: Vocabulary, warnings: 
     word = next((w for lbl, _, w in named if lbl == label), named[0][2])
     kind = "delivery" if clause.manner_only else "tone" if word in phrase.from_lexicon else "emotion"
     ins.how = f'{kind} word "{word}"' + (f" at {intensity:g}" if clause.explicit else "")
+    ins.register = label == vocab.neutral and kind != "emotion"

@@ -100,6 +100,9 @@ class Instruction:
     extent: Extent | None = None
     how: str = ""  # how the emotion was read, for the plan's readings
     base: bool = False  # "otherwise ...": the whole script, under every other part
+    # neutral from a register or delivery word of the tone lexicon ("firm", "urgent", "gentle"): how to
+    # speak, not an absence of feeling, so it does not take words from an emotion asked for the same words
+    register: bool = False
 
     @property
     def region(self) -> bool:
@@ -170,6 +173,9 @@ def place(
                 continue  # a more specific instruction already holds this word
             if previous is not None and previous[0] == level and previous[1] != number:
                 old = instructions[previous[1]]
+                if old.label != instruction.label and instruction.register:
+                    conflicts.setdefault((number, previous[1]), []).append(i)
+                    continue  # "indignant, and firm about the abuse": the emotion keeps its words
                 if old.label != instruction.label:
                     conflicts.setdefault((previous[1], number), []).append(i)
             cues[i] = Cue(instruction.label, values[offset], source)
@@ -288,7 +294,12 @@ def place(
         shown = " ".join(words[i] for i in lost[:6]) + (" …" if len(lost) > 6 else "")
         warnings.append(
             f'contradiction: "{old.text}" asks for {old.label} and "{new.text}" asks for {new.label} '
-            f'on the same words ("{shown}"); {new.label} wins (at the same level the later part wins)'
+            f'on the same words ("{shown}"); {new.label} wins '
+            + (
+                f'("{old.text}" says how to speak, which does not cancel an emotion)'
+                if old.register
+                else "(at the same level the later part wins)"
+            )
         )
 
     held = [0] * len(instructions)

@@ -28,7 +28,7 @@ class RulePlanner:
     """Deterministic planner; `version` goes into cache keys, so bump it whenever output can change."""
 
     name = "rules"
-    version = "3"
+    version = "4"
 
     def __init__(
         self,

@@ -338,3 +338,29 @@ def test_any_description_gives_a_full_valid_plan(description: str) -> None:
     assert all(0.0 <= w.intensity <= 1.0 for w in plan.words)
     if all(w.source == "default" for w in plan.words):
         assert plan.warnings, "a plan that is neutral everywhere must say why"
+
+
+@pytest.mark.parametrize(
+    ("description", "expected"),
+    [
+        # a comma lists a register word ("gentle", "sincere") with an emotion: both say how to read it
+        ("Gentle, sombre.", ["sad"] * 19),
+        ("Sincere, regretful.", ["sad"] * 19),
+        # a register word never takes words from an emotion asked for the same words
+        (
+            "angry for the second sentence, and firm for the second sentence",
+            ["neutral"] * 4 + ["angry"] * 6 + ["neutral"] * 9,
+        ),
+        (
+            "firm for the second sentence, and angry for the second sentence",
+            ["neutral"] * 4 + ["angry"] * 6 + ["neutral"] * 9,
+        ),
+        # a comma between two emotions still separates phases, and a calm word still holds its own words
+        ("calm, angry for the last sentence", ["neutral"] * 10 + ["angry"] * 9),
+        ("sad at first, happy at the end", ["sad"] * 10 + ["happy"] * 9),
+    ],
+)
+def test_register_words_say_how_to_speak_an_emotion_and_do_not_cancel_it(
+    planner: RulePlanner, description: str, expected: list[str]
+) -> None:
+    assert labels(planner.plan(THREE, description)) == expected
