@@ -28,6 +28,9 @@ from models.plan.rules import RulePlanner  # noqa: E402
 SETS = {
     "realistic (tests/data/brief_cases.yaml)": ROOT / "tests" / "data" / "brief_cases.yaml",
     "project's own (tests/data/description_cases.yaml)": ROOT / "tests" / "data" / "description_cases.yaml",
+    # written blind in December 2026 (the writer read no planner code and ran nothing): rules@3 scored it
+    # before any change; the changes since were made looking at it, so its later scores are development ones
+    "fresh (bench/data/fresh_briefs.yaml)": ROOT / "bench" / "data" / "fresh_briefs.yaml",
 }
 
 
