@@ -32,7 +32,9 @@ _CONTENT_NOUNS = (
 )
 # words that end a content reference: what follows is about delivery or extent, not content
 _REFERENCE_END = (
-    r"(?=\s*(?:[,;:.!?]|$|\b(?:then|onwards?|until|till|through|to the (?:very )?end|right up|up to|"
+    # a spaced dash or an aside in brackets ends it too: "the line about the closure - that's sombre"
+    r"(?=\s*(?:[,;:.!?(]|\s[-–—]\s|$|"
+    r"\b(?:then|onwards?|until|till|through|to the (?:very )?end|right up|up to|"
     r"all the way|"
     r"(?:can|could|should|would|will|must|needs? to|is|are|has to)\s+"
     r"(?:be|sound|feel|get|go|stay|land|come|have)|"
@@ -41,7 +43,8 @@ _REFERENCE_END = (
 )
 # a "when" reference runs on through its verbs: "when the resignation is announced"
 _WHEN_END = (
-    r"(?=\s*(?:[,;:.!?]|$|\b(?:then|onwards?|until|till|to the (?:very )?end|and then|and stays?|and keeps?|"
+    r"(?=\s*(?:[,;:.!?(]|\s[-–—]\s|$|"
+    r"\b(?:then|onwards?|until|till|to the (?:very )?end|and then|and stays?|and keeps?|"
     r"and remains?|go|sound|switch|turn|keep|which)\b))"
 )
 _ORDINAL_START = (
@@ -74,7 +77,7 @@ _REFERENCE_RES = [
     # "exasperated about the old gyms", "stern about the fakes"
     re.compile(
         r"\babout\s+(?P<x>(?:the|this|that|our|your|his|her|their|losing|what|how)\b.+?)"
-        r"(?=\s*(?:[,;:.!?]|$|\b(?:then|and|but|onwards?|until|to the end)\b))",
+        r"(?=\s*(?:[,;:.!?(]|\s[-–—]\s|$|\b(?:then|and|but|onwards?|until|to the end)\b))",
         re.IGNORECASE,
     ),
 ]

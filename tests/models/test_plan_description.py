@@ -364,3 +364,9 @@ def test_register_words_say_how_to_speak_an_emotion_and_do_not_cancel_it(
     planner: RulePlanner, description: str, expected: list[str]
 ) -> None:
     assert labels(planner.plan(THREE, description)) == expected
+
+
+def test_a_content_reference_ends_at_a_spaced_dash(planner: RulePlanner) -> None:
+    """ "the line about X - that's sombre": the emotion after the dash is the part's, not X's text."""
+    plan = planner.plan(THREE, "warm throughout; the line about not winning - that's sombre")
+    assert labels(plan) == ["happy"] * 4 + ["sad"] * 6 + ["happy"] * 9
