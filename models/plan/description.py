@@ -123,6 +123,12 @@ _CLAUSE_SPLIT_RE = re.compile(
     r"|\s+(?=(?:then|later|finally|afterwards|eventually)\b))"
 )
 _CONJUNCTION_RE = re.compile(r"\b(?:and|but|yet|while|whereas)\b")
+# "even the part about X", "even though": the focusing adverb, not the calm "keep it even"
+_FOCUS_EVEN_RE = re.compile(
+    r"\beven\s+(?=(?:the|a|an|this|that|these|those|though|if|when|while|as|so|more|less|after|before|"
+    r"during|in|on|at|for|with|his|her|their|our|your|its|my|we|you|they|he|she|it|i)\b)",
+    re.IGNORECASE,
+)
 
 _BASE_RE = re.compile(r"\b(?:otherwise|everywhere else|elsewhere|the rest of the time|for everything else)\b")
 
@@ -244,7 +250,7 @@ def read_description(
         stash.quotes.append(next(g for g in match.groups() if g is not None))
         return f" {QUOTE}{len(stash.quotes) - 1}{QUOTE} "
 
-    stashed = _QUOTE_RE.sub(_stash, text)
+    stashed = _FOCUS_EVEN_RE.sub("", _QUOTE_RE.sub(_stash, text))
     if lexicon is not None:
         stashed = lexicon.join_phrases(stashed)  # "fed up" -> "fed-up", one token
     stashed = join_following(set_aside_contents(stashed, stash), stash)

@@ -77,7 +77,8 @@ _REFERENCE_RES = [
     # "exasperated about the old gyms", "stern about the fakes"
     re.compile(
         r"\babout\s+(?P<x>(?:the|this|that|our|your|his|her|their|losing|what|how)\b.+?)"
-        r"(?=\s*(?:[,;:.!?(]|\s[-–—]\s|$|\b(?:then|and|but|onwards?|until|to the end)\b))",
+        r"(?=\s*(?:[,;:.!?(]|\s[-–—]\s|$|\b(?:then|and|but|onwards?|until|to the end)\b|"
+        r"\b(?:can|could|should|would|will|must|needs? to|has to)\s+(?:be|sound|feel|get|go|stay)\b))",
         re.IGNORECASE,
     ),
 ]

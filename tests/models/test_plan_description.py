@@ -370,3 +370,19 @@ def test_a_content_reference_ends_at_a_spaced_dash(planner: RulePlanner) -> None
     """ "the line about X - that's sombre": the emotion after the dash is the part's, not X's text."""
     plan = planner.plan(THREE, "warm throughout; the line about not winning - that's sombre")
     assert labels(plan) == ["happy"] * 4 + ["sad"] * 6 + ["happy"] * 9
+
+
+@pytest.mark.parametrize(
+    ("description", "expected"),
+    [
+        # "even the part about ..." is the focusing adverb, not the calm "keep it even"
+        ("Keep it warm all the way through, even the part about not winning", ["happy"] * 19),
+        ("keep it even", ["neutral"] * 19),
+        # "about X can be plain": the reference ends where the delivery begins
+        ("sad. The last sentence about the team can be plain.", ["sad"] * 10 + ["neutral"] * 9),
+    ],
+)
+def test_even_and_modal_verbs_end_what_a_part_refers_to(
+    planner: RulePlanner, description: str, expected: list[str]
+) -> None:
+    assert labels(planner.plan(THREE, description)) == expected
