@@ -386,3 +386,10 @@ def test_even_and_modal_verbs_end_what_a_part_refers_to(
     planner: RulePlanner, description: str, expected: list[str]
 ) -> None:
     assert labels(planner.plan(THREE, description)) == expected
+
+
+def test_what_a_part_says_to_avoid_is_not_guessed_into_an_emotion(planner: RulePlanner) -> None:
+    """ "Rather than the usual fire-and-brimstone": the words after "rather than" are what to avoid, so no
+    word of them ("usual") is guessed into a calm read that would take the script's first part."""
+    plan = planner.plan(THREE, "Rather than the usual fire-and-brimstone, go hopeful and warm here.")
+    assert labels(plan) == ["happy"] * 19
