@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from emoflow.web.compare import playback_media, stage_rows, word_rows
-from emoflow.web.pages import form_edits
+from emoflow.web.edit_form import form_edits
 from stores.records import ArtifactRef, StepRecord, StepStatus
 
 

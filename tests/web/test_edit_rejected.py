@@ -13,7 +13,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from emoflow.web import pages
-from emoflow.web.pages import form_edits, rejected_words
+from emoflow.web.edit_form import form_edits, rejected_words
 from kernel.errors import InputError, ItemError
 from models.efp.edit import parse_edits
 from stores.records import NewArtifact
