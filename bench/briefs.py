@@ -31,7 +31,7 @@ SETS = {
     # written blind in December 2026 (the writer read no planner code and ran nothing): rules@3 scored it
     # before any change; the changes since were made looking at it, so its later scores are development ones
     "fresh (bench/data/fresh_briefs.yaml)": ROOT / "bench" / "data" / "fresh_briefs.yaml",
-    # a second blind set by another writer, scored by rules@3 and rules@4 with nothing changed for it: held out
+    # a second blind set by another writer, scored by rules@3 and rules@4, nothing changed for it: held out
     "fresh 2 (bench/data/fresh_briefs_2.yaml)": ROOT / "bench" / "data" / "fresh_briefs_2.yaml",
 }
 
