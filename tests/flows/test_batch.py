@@ -38,11 +38,11 @@ def test_manifest_batch_isolates_failures_and_reruns_from_the_store(
     outcomes = run_manifest(load_manifest(manifest), workers=2)
     assert [(o.row_id, o.status) for o in outcomes] == [
         ("calm", "succeeded"),
-        ("grumpy", "failed"),
+        ("grumpy", "rejected"),  # a bad tag is refused at submission, as a missing portrait is
         ("lost", "rejected"),
         ("angry", "succeeded"),
     ]
-    assert "unknown emotion" in (outcomes[1].error or "")
+    assert outcomes[1].where == "jobs.csv:3" and "unknown emotion" in (outcomes[1].error or "")
     assert outcomes[2].where == "jobs.csv:4" and "missing.png" in (outcomes[2].error or "")
     assert all(Path(o.video).is_file() for o in outcomes if o.status == "succeeded")
 
