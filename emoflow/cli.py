@@ -21,6 +21,7 @@ from emoflow.commands.server import server_app
 from emoflow.commands.store import store_app
 from emoflow.commands.web import register as register_web_commands
 from emoflow.commands.weights import weights_app
+from emoflow.console_logs import quiet_input_errors
 from emoflow.prefect_server import use_shared_server
 from kernel.errors import EmoflowError, InputError
 from kernel.runtime import configure_environment
@@ -183,6 +184,8 @@ def narrate(
             if result is None:  # something to compute, or a doubt: the flow decides
                 from flows.narrate import narrate_here
 
+                if not _state["debug"]:
+                    quiet_input_errors()  # the one-line error below says it; Prefect's run logs keep it
                 result = narrate_here(job_id)
     except (EmoflowError, OSError) as exc:
         _fail(exc)

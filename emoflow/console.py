@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
 STAGES = ("plan", "speak", "align", "feel", "render", "publish")
@@ -47,7 +48,9 @@ class StageProgress:
         self.progress.stop_task(self._row(stage))
 
     def stage_failed(self, stage: str, error: str) -> None:
-        self.progress.update(self._row(stage), mark="[red]✘", note=f"[red]failed: {error[:60]}")
+        # escaped: an error quoting a tag ("[grumpy]") would otherwise be read as Rich markup and vanish
+        note = f"[red]failed: {escape(error[:60])}"
+        self.progress.update(self._row(stage), mark="[red]✘", note=note)
         self.progress.stop_task(self._row(stage))
 
     def _row(self, stage: str) -> TaskID:
