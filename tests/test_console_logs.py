@@ -43,8 +43,8 @@ def test_the_filter_goes_on_the_console_handler_once_and_only_there() -> None:
         quiet_input_errors()
         quiet_input_errors()
         assert sum(isinstance(f, DropInputErrorTracebacks) for f in console.filters) == 1
-        logging.getLogger("prefect.task_runs").error("stage failed", exc_info=InputError("bad tag"))
-        logging.getLogger("prefect.task_runs").error("stage crashed", exc_info=EngineError("voice crashed"))
+        logging.getLogger("emoflow.test.stage").error("stage failed", exc_info=InputError("bad tag"))
+        logging.getLogger("emoflow.test.stage").error("stage crashed", exc_info=EngineError("voice crashed"))
         shown = console.stream.getvalue()
         assert "bad tag" not in shown and "voice crashed" in shown
     finally:
