@@ -213,14 +213,17 @@ def score_range(
     its coupling of regions (a talking mouth moves the re-detected brows)."""
     if len(meshes):
         track, rest = face_frame_track(meshes, neutral)
-        moves = naturalness.region_displacement(track, rest)
-        clip.range_ratio = naturalness.range_ratio(moves, clip.emotion)
-        clip.range_ratio_max = max(clip.range_ratio.values(), default=float("nan"))
+        clip.range_ratio, clip.range_ratio_max = _ratios(track, rest, clip.emotion)
     if given is not None and neutral_given is not None and len(given):
         frame = FaceFrame.from_landmarks(neutral_given)
-        moves = naturalness.region_displacement(frame.normalise(given), frame.normalise(neutral_given))
-        clip.range_ratio_given = naturalness.range_ratio(moves, clip.emotion)
-        clip.range_ratio_given_max = max(clip.range_ratio_given.values(), default=float("nan"))
+        found = _ratios(frame.normalise(given), frame.normalise(neutral_given), clip.emotion)
+        clip.range_ratio_given, clip.range_ratio_given_max = found
+
+
+def _ratios(track: np.ndarray, rest: np.ndarray, emotion: str) -> tuple[dict[str, float], float]:
+    """Per region, the p95 move of `track` from `rest` over the actors' p95; and the largest of them."""
+    ratios = naturalness.range_ratio(naturalness.region_displacement(track, rest), emotion)
+    return ratios, max(ratios.values(), default=float("nan"))
 
 
 def evaluate_render(

@@ -25,7 +25,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Protocol
 
-from models.plan.phrases import NEGATING_PHRASES, NEGATIONS, Phrase, lookup_emotion, read_phrase
+from models.plan.phrases import NEGATIONS, Phrase, lookup_emotion, read_phrase
 from models.plan.placement import (
     END,
     FALLING,
@@ -661,13 +661,8 @@ def _read_clause(
     )
     if ins.label is None and not phrase.negated and not ins.ramp:
         # nothing to guess where the part negates ("not skeptical") or names someone else's feeling
-        lowered = " ".join(tokens).lower()
-        settled = (
-            phrase.negated
-            or clause.attributed
-            or any(t.lower() in NEGATIONS for t in tokens)
-            or any(p in lowered for p in NEGATING_PHRASES)  # "rather than the usual fire-and-brimstone"
-        )
+        # "not ...", "rather than the usual fire-and-brimstone": what follows is what to avoid
+        settled = phrase.negates or clause.attributed
         clause.candidates = [] if settled else [t for t in leftovers if t.isalpha() and len(t) > 2]
         if clause.unclear and not ins.anchors and not clause.candidates:
             warnings.append(

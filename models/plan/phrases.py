@@ -61,6 +61,7 @@ class Phrase:
     comparatives: list[str] = field(default_factory=list)  # emotion words in comparative form (angrier)
     manners: list[tuple[str, float, str]] = field(default_factory=list)  # (label, implied, delivery word)
     negated: list[str] = field(default_factory=list)  # emotion words preceded by a negation
+    negates: bool = False  # a negation word or phrase was read, whether or not a known word follows it
     intensities: list[tuple[str, float]] = field(default_factory=list)  # (word(s), value)
     numbers: list[tuple[str, float]] = field(default_factory=list)  # (token, value)
     unknown: list[str] = field(default_factory=list)
@@ -84,7 +85,7 @@ def read_phrase(tokens: list[str], vocab: Vocabulary, lexicon: ToneLexicon | Non
         token = tokens[i].lower()
         pair = " ".join(t.lower() for t in tokens[i : i + 2])
         if pair in NEGATING_PHRASES:
-            negate = True
+            negate = phrase.negates = True
             i += 2
             continue
         if token in _NEGATION_ENDS:
@@ -99,7 +100,7 @@ def read_phrase(tokens: list[str], vocab: Vocabulary, lexicon: ToneLexicon | Non
         if token in vocab.intensity_words:
             phrase.intensities.append((token, vocab.intensity_words[token]))
         elif token in NEGATIONS:
-            negate = True  # applies to the next emotion word ("not very angry")
+            negate = phrase.negates = True  # applies to the next emotion word ("not very angry")
             i += 1
             continue
         elif (number := parse_number(token)) is not None:

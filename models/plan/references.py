@@ -30,20 +30,23 @@ _UNIT_NOUNS = (
 _CONTENT_NOUNS = (
     rf"{_UNIT_NOUNS}|stuff|story|news|figures?|facts|details|claim|tip|request|message|reveal|note"
 )
+# punctuation ends a reference, and so do a spaced dash and an aside in brackets: "the line about the
+# closure - that's sombre", "the last sentence (assembly point)"
+_MARK_END = r"[,;:.!?(]|\s[-–—]\s|$"
+_MODAL = r"(?:can|could|should|would|will|must|needs? to|has to)"
 # words that end a content reference: what follows is about delivery or extent, not content
 _REFERENCE_END = (
-    # a spaced dash or an aside in brackets ends it too: "the line about the closure - that's sombre"
-    r"(?=\s*(?:[,;:.!?(]|\s[-–—]\s|$|"
+    rf"(?=\s*(?:{_MARK_END}|"
     r"\b(?:then|onwards?|until|till|through|to the (?:very )?end|right up|up to|"
     r"all the way|"
-    r"(?:can|could|should|would|will|must|needs? to|is|are|has to)\s+"
+    rf"(?:{_MODAL}|is|are)\s+"
     r"(?:be|sound|feel|get|go|stay|land|come|have)|"
     r"is|are|needs?|feels?|sounds?|stays?|goes?|go|sound|switch|turn|keep|be|"
     r"let|and then|and stays?|and keeps?|and remains?|which)\b))"
 )
 # a "when" reference runs on through its verbs: "when the resignation is announced"
 _WHEN_END = (
-    r"(?=\s*(?:[,;:.!?(]|\s[-–—]\s|$|"
+    rf"(?=\s*(?:{_MARK_END}|"
     r"\b(?:then|onwards?|until|till|to the (?:very )?end|and then|and stays?|and keeps?|"
     r"and remains?|go|sound|switch|turn|keep|which)\b))"
 )
@@ -77,8 +80,8 @@ _REFERENCE_RES = [
     # "exasperated about the old gyms", "stern about the fakes"
     re.compile(
         r"\babout\s+(?P<x>(?:the|this|that|our|your|his|her|their|losing|what|how)\b.+?)"
-        r"(?=\s*(?:[,;:.!?(]|\s[-–—]\s|$|\b(?:then|and|but|onwards?|until|to the end)\b|"
-        r"\b(?:can|could|should|would|will|must|needs? to|has to)\s+(?:be|sound|feel|get|go|stay)\b))",
+        rf"(?=\s*(?:{_MARK_END}|\b(?:then|and|but|onwards?|until|to the end)\b|"
+        rf"\b{_MODAL}\s+(?:be|sound|feel|get|go|stay)\b))",
         re.IGNORECASE,
     ),
 ]
