@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: install demo test test-worker-death lint bench clean
+.PHONY: install demo test test-worker-death test-neural-tts lint bench clean
 
 install: $(STAMP)
 
@@ -30,6 +30,14 @@ test: install
 test-worker-death: install
 	EMOFLOW_TEST_WORKER_DEATH=1 EMOFLOW_TEST_POSTGRES_URL=$${EMOFLOW_TEST_POSTGRES_URL:-$$(bash .ci/postgres.sh)} \
 		$(BIN)/python -m pytest -q -p no:cacheprovider tests/reliability/test_render_worker_death.py
+
+# Parler-TTS in its own environment (about 7 GB: torch 2.9 from PyPI), on a tiny random-weight
+# checkpoint written by the install's check; not in `make test`
+ENGINES_DIR ?= $(HOME)/.emoflow/engines
+test-neural-tts: install
+	EMOFLOW_ENGINES_DIR=$(ENGINES_DIR) $(BIN)/emoflow engines install parler
+	EMOFLOW_TEST_NEURAL_TTS=1 EMOFLOW_ENGINES_DIR=$(ENGINES_DIR) \
+		$(BIN)/python -m pytest -q -p no:cacheprovider tests/neural_tts
 
 lint: install
 	$(BIN)/ruff check .

@@ -11,7 +11,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 # Engine names, per job option. tasks/engines.py maps each to its class; a test keeps the two in step.
 PlannerName: TypeAlias = Literal["rules", "llm"]
-TtsEngineName: TypeAlias = Literal["piper", "espeak", "espeak-env"]  # -env: in its own venv
+TtsEngineName: TypeAlias = Literal["piper", "espeak", "espeak-env", "parler-env"]  # -env: in its own venv
 AlignerName: TypeAlias = Literal["engine", "dtw"]
 EfpEngineName: TypeAlias = Literal["embedded", "learned"]
 RendererName: TypeAlias = Literal["preview", "diffusion"]
@@ -63,6 +63,10 @@ class Settings(BaseSettings):
     diffusion_steps: int = Field(default=40, ge=1, le=200)
     diffusion_guidance: float = Field(default=3.5, ge=1.0, le=20.0)
     device: str = Field(default="cpu", description="torch device for neural engines, e.g. cuda")
+    parler_model: Path | None = Field(
+        default=None,
+        description="Parler-TTS checkpoint folder for tts_engine parler-env (never downloaded at run time)",
+    )
 
     fps: int = Field(default=25, ge=1, le=60)
     size: int = Field(default=512, ge=64, le=2048)

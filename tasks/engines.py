@@ -17,6 +17,7 @@ ENGINES: dict[str, dict[str, str]] = {
         "piper": "models.tts.piper_engine:PiperEngine",
         "espeak": "models.tts.espeak_engine:EspeakEngine",
         "espeak-env": "models.tts.remote:EspeakEnvironmentEngine",  # `emoflow engines install espeak`
+        "parler-env": "models.tts.remote:ParlerEnvironmentEngine",  # `emoflow engines install parler`
     },
     "aligner": {
         "engine": "models.align.engine_timings:EngineTimingAligner",

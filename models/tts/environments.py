@@ -32,6 +32,12 @@ LOCK_FILE = "requirements.lock"
 RECORD_FILE = "installed.json"
 # the check an install ends with: one short sentence through the child, end to end
 SMOKE_SCRIPT = "Hello there."
+# a lock line naming the pure-Python projects that publish no wheel, which pip may build from their sdists
+SOURCE_BUILD_MARK = "# source-build:"
+# engines that cannot speak without a model the user may not have yet: the module that writes a tiny
+# random-weight one in the new environment, and the setting that points the engine at it
+SMOKE_MODELS: dict[str, tuple[str, str]] = {"parler": ("models.tts.parler_fixture", "EMOFLOW_PARLER_MODEL")}
+SMOKE_MODEL_DIR = "smoke-model"
 
 Status = Literal["installed", "not installed", "stale"]
 
@@ -140,9 +146,11 @@ def install(env: EngineEnvironment, log: Callable[[str], None] | None = None) ->
     venv_options = ["--without-pip"] if own_pip else []
     _run([sys.executable, "-m", "venv", *venv_options, str(env.venv)], f"creating the venv of {env.name}")
 
-    # 2. Exactly the lock: no dependency resolution, no source builds, hashes checked. Not compiling
-    # every module up front takes a 30 s install to 9 s; the child compiles what it imports.
+    # 2. Exactly the lock: no dependency resolution, no source builds but those the lock names, hashes
+    # checked. Not compiling every module up front takes a 30 s install to 9 s; the child compiles
+    # what it imports.
     say(f"installing {_package_count(env.lock)} packages from {env.lock}")
+    sources = source_builds(env.lock)
     pip = (
         [sys.executable, "-m", "pip", "--python", str(env.python)]
         if own_pip
@@ -159,6 +167,7 @@ def install(env: EngineEnvironment, log: Callable[[str], None] | None = None) ->
             "--no-deps",
             "--only-binary",
             ":all:",
+            *(option for name in sources for option in ("--no-binary", name)),
             "--requirement",
             str(env.lock),
         ],
@@ -166,8 +175,9 @@ def install(env: EngineEnvironment, log: Callable[[str], None] | None = None) ->
     )
 
     # 3. The engine must load and speak there before anything may use it
+    overrides = _smoke_model(env, say)
     say(f"checking that {env.name} speaks in its environment")
-    identity = _smoke_test(env)
+    identity = _smoke_test(env, overrides)
 
     record = {
         "environment": env.name,
@@ -193,7 +203,31 @@ def remove(env: EngineEnvironment) -> bool:
     return existed
 
 
-def _smoke_test(env: EngineEnvironment) -> Any:
+def source_builds(lock: Path) -> list[str]:
+    """The projects a lock lets pip build from source: its `# source-build: NAME ...` lines."""
+    names: list[str] = []
+    for line in lock.read_text(encoding="utf-8").splitlines():
+        if line.startswith(SOURCE_BUILD_MARK):
+            names.extend(line[len(SOURCE_BUILD_MARK) :].split())
+    return names
+
+
+def _smoke_model(env: EngineEnvironment, say: Callable[[str], None]) -> dict[str, str]:
+    """Settings for the install's check: a tiny random-weight model when the engine needs one."""
+    if env.name not in SMOKE_MODELS:
+        return {}
+    module, setting = SMOKE_MODELS[env.name]
+    folder = env.root / SMOKE_MODEL_DIR
+    say(f"writing a tiny random-weight model for the check to {folder}")
+    _run(
+        [str(env.python), "-P", "-m", module, str(folder)],
+        f"writing the check's model for {env.name}",
+        env=_child_environment(),
+    )
+    return {setting: str(folder)}
+
+
+def _smoke_test(env: EngineEnvironment, overrides: dict[str, str]) -> Any:
     # imported here: remote imports this module
     from models.tts.remote import RemoteSpeechEngine
     from models.types import EmotionPlan, PlannedWord
@@ -202,7 +236,7 @@ def _smoke_test(env: EngineEnvironment) -> Any:
         PlannedWord(0, "Hello", 0, 5, "neutral", 0.0, "default"),
         PlannedWord(1, "there", 6, 11, "neutral", 0.0, "default"),
     ]
-    engine = RemoteSpeechEngine(env, python=env.python)
+    engine = RemoteSpeechEngine(env, python=env.python, environment_overrides=overrides)
     try:
         engine.synthesize(EmotionPlan(script=SMOKE_SCRIPT, words=words))
         return engine.identity()
@@ -215,9 +249,15 @@ def _package_count(lock: Path) -> int:
     return sum(1 for line in lines if "==" in line and not line.lstrip().startswith("#"))
 
 
-def _run(command: list[str], what: str) -> None:
+def _child_environment() -> dict[str, str]:
+    from models.tts.remote import child_environment  # imported here: remote imports this module
+
+    return child_environment()
+
+
+def _run(command: list[str], what: str, env: dict[str, str] | None = None) -> None:
     try:
-        done = subprocess.run(command, capture_output=True, text=True, check=False)
+        done = subprocess.run(command, capture_output=True, text=True, check=False, env=env)
     except OSError as exc:
         raise EngineError(f"{what} failed: {exc}") from exc
     if done.returncode != 0:

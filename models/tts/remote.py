@@ -70,6 +70,7 @@ class RemoteSpeechEngine:
         timeout_s: float | None = None,
         python: Path | None = None,
         server_module: str = SERVER_MODULE,
+        environment_overrides: dict[str, str] | None = None,
     ) -> None:
         if timeout_s is None:
             from kernel.settings import get_settings
@@ -80,6 +81,7 @@ class RemoteSpeechEngine:
         self.timeout_s = float(timeout_s)  # longest silence from the child during a request
         self._python = python  # None: the installed environment's, checked at start
         self._server_module = server_module
+        self._overrides = dict(environment_overrides or {})  # variables set for the child only
         self._lock = threading.Lock()
         self._child: _Child | None = None
         self._hello: Hello | None = None
@@ -181,7 +183,7 @@ class RemoteSpeechEngine:
         self._discard()
         python = self._python or self.environment.require_installed()
         command = [str(python), "-P", "-m", self._server_module, "--engine", self.environment.name]
-        child = _Child(command, _child_environment(), self.environment.name)
+        child = _Child(command, child_environment() | self._overrides, self.environment.name)
         self._child = child
         try:
             self._hello = self._check_hello(child.receive(max(self.timeout_s, STARTUP_TIMEOUT_S), "start-up"))
@@ -286,6 +288,12 @@ class EspeakEnvironmentEngine(EnvironmentEngine):
     """espeak-ng in its own environment (engines/espeak): `tts_engine: espeak-env`."""
 
     environment_name = "espeak"
+
+
+class ParlerEnvironmentEngine(EnvironmentEngine):
+    """Parler-TTS in its own environment (engines/parler): `tts_engine: parler-env`."""
+
+    environment_name = "parler"
 
 
 def timings_problem(plan: EmotionPlan, timings: Timings, duration: float) -> str | None:
@@ -436,7 +444,7 @@ def _stop_process(process: subprocess.Popen[str], workdir: Path) -> None:
     shutil.rmtree(workdir, ignore_errors=True)
 
 
-def _child_environment() -> dict[str, str]:
+def child_environment() -> dict[str, str]:
     """This process's environment, with the repository as the only extra import path."""
     env = {key: value for key, value in os.environ.items() if key not in _ISOLATED}
     env |= {"PYTHONPATH": str(REPO_ROOT), "PYTHONNOUSERSITE": "1", "PYTHONUNBUFFERED": "1"}
