@@ -59,7 +59,8 @@ def test_bad_input_is_rejected_before_anything_is_written(
 def test_a_job_that_does_not_validate_touches_no_store(emoflow_home: Path, tmp_path: Path) -> None:
     result = runner.invoke(app, ["narrate", str(job(tmp_path, tts_engine="gramophone"))])
     assert result.exit_code == 1
-    assert "tts_engine: Input should be 'piper', 'espeak', 'espeak-env' or 'parler-env', not 'gramophone'" in result.stderr
+    choices = "'piper', 'espeak', 'espeak-env' or 'parler-env'"
+    assert f"tts_engine: Input should be {choices}, not 'gramophone'" in result.stderr
     assert (rows("jobs"), rows("artifacts"), rows("audit_events")) == (0, 0, 0)
 
 

@@ -334,7 +334,7 @@ def _write_json(path: Path, document: dict[str, Any]) -> None:
 
 # -- emoflow evaluate speech ------------------------------------------------------------------------------
 
-SPEECH_ENGINES = ("piper", "espeak")
+SPEECH_ENGINES = ("piper", "espeak")  # the default; any tts_engine a job may name is accepted
 
 
 @evaluate_app.command("speech")
@@ -344,7 +344,12 @@ def speech(
         "outputs/evaluate/speech"
     ),
     engines: Annotated[
-        str, typer.Option("--engines", help=f"Comma-separated TTS engines ({', '.join(SPEECH_ENGINES)}).")
+        str,
+        typer.Option(
+            "--engines",
+            help="Comma-separated TTS engines, as a job's tts_engine names them (an engine environment such "
+            "as parler-env must be installed).",
+        ),
     ] = ",".join(SPEECH_ENGINES),
     validate: Annotated[
         bool, typer.Option("--validate/--no-validate", help="First check the listener on held-out speakers.")
@@ -356,24 +361,25 @@ def speech(
     English lines under neutral, happy, sad, angry, fear and disgust at intensities 0.5 and 1.0. Writes
     report.json and one confusion PNG per engine and intensity."""
     try:
+        from models.tts import ENGINES as IN_PROCESS
+        from models.tts.environments import known_environments
+
+        known = [*IN_PROCESS, *(f"{name}-env" for name in known_environments())]
         names = [n.strip() for n in engines.split(",") if n.strip()]
-        unknown = sorted(set(names) - set(SPEECH_ENGINES))
+        unknown = sorted(set(names) - set(known))
         if unknown or not names:
-            raise InputError(
-                f"unknown engine {unknown or engines!r}; choose from {', '.join(SPEECH_ENGINES)}"
-            )
+            raise InputError(f"unknown engine {unknown or engines!r}; choose from {', '.join(known)}")
         emodb = data / "emodb" if (data / "emodb").is_dir() else data
         if not (emodb / "labels.csv").is_file():
             raise InputError(f"no EmoDB labels.csv under {data}")
         from models.align.engine_timings import EngineTimingAligner
         from models.evaluate.listener import evaluate_speech
         from models.plan.rules import RulePlanner
-        from models.tts import get_speech_engine
 
         report = evaluate_speech(
             emodb,
             out,
-            {name: get_speech_engine(name) for name in names},
+            {name: _speech_engine(name) for name in names},
             RulePlanner(),
             EngineTimingAligner(),
             validate=validate,
@@ -388,6 +394,17 @@ def speech(
         raise typer.Exit(code=1) from None
     _console.print(_speech_table(report))
     _console.print(f"report: {out / 'report.json'}")
+
+
+def _speech_engine(name: str) -> Any:
+    """An embedded engine by name, or an installed engine environment by its `-env` option."""
+    from models.tts import get_speech_engine
+    from models.tts.environments import environment
+    from models.tts.remote import RemoteSpeechEngine
+
+    if name.endswith("-env"):
+        return RemoteSpeechEngine(environment(name.removesuffix("-env")))
+    return get_speech_engine(name)
 
 
 def _speech_table(report: dict[str, Any]) -> Table:
