@@ -67,6 +67,10 @@ class Settings(BaseSettings):
         default=None,
         description="Parler-TTS checkpoint folder for tts_engine parler-env (never downloaded at run time)",
     )
+    parler_descriptions: Path | None = Field(
+        default=None,
+        description="Description table for another Parler-TTS checkpoint (default prompts/parler.yaml)",
+    )
 
     fps: int = Field(default=25, ge=1, le=60)
     size: int = Field(default=512, ge=64, le=2048)

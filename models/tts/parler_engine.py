@@ -19,7 +19,7 @@ environment can read the descriptions (tests, docs) without torch.
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -29,7 +29,7 @@ import yaml
 
 from kernel.errors import EngineError, InputError
 from models.align.dtw import DtwAligner
-from models.identity import EngineIdentity, describe, prompt_table
+from models.identity import EngineIdentity, describe, table_file
 from models.tts import common, streaming
 from models.types import EmotionPlan, ProgressFn, Speech, Timings
 from models.vocabulary import PROSODY_PARTS, Vocabulary, load_vocabulary, vocabulary_table
@@ -46,9 +46,14 @@ INSTALL_HINT = (
 SENTENCE_GAP_S = 0.12
 
 
+def default_descriptions() -> Path:
+    return Path(str(resources.files("prompts") / DESCRIPTIONS_FILE))
+
+
 @dataclass(frozen=True)
 class Descriptions:
-    """prompts/parler.yaml: how an emotion at an intensity and speaking rate is described."""
+    """prompts/parler.yaml (or EMOFLOW_PARLER_DESCRIPTIONS, for a checkpoint trained on other wording):
+    how an emotion at an intensity and speaking rate is described."""
 
     speaker: str
     template: str
@@ -56,10 +61,11 @@ class Descriptions:
     emphasis: str
     speed: tuple[tuple[float, str], ...]  # (rate below which, words), in order
     styles: dict[str, str]
+    source: Path = field(default=Path(), compare=False)  # the file it was read from
 
     @classmethod
     def load(cls, path: Path | None = None) -> Descriptions:
-        source = path or Path(str(resources.files("prompts") / DESCRIPTIONS_FILE))
+        source = path or default_descriptions()
         try:
             data = yaml.safe_load(source.read_text(encoding="utf-8"))
             table = cls(
@@ -69,6 +75,7 @@ class Descriptions:
                 emphasis=str(data["emphasis"]),
                 speed=tuple((float(row["below"]), str(row["words"])) for row in data["speed"]),
                 styles={str(label): str(style) for label, style in data["styles"].items()},
+                source=source,
             )
         except (OSError, yaml.YAMLError, KeyError, TypeError, ValueError) as exc:
             raise EngineError(f"cannot read the Parler descriptions in {source}: {exc}") from exc
@@ -146,7 +153,7 @@ class ParlerEngine(streaming.StreamingSynthesis):
         self.seed = settings.seed if seed is None else seed
         self.device = device or settings.device
         self.vocabulary = vocabulary or load_vocabulary()
-        self.descriptions = descriptions or Descriptions.load()
+        self.descriptions = descriptions or Descriptions.load(settings.parler_descriptions)
         self.aligner = DtwAligner()
         self._lock = threading.Lock()  # one generation at a time: each seeds torch's global generator
         self._loaded: tuple[Any, Any] | None = None  # (model, tokenizer)
@@ -155,7 +162,7 @@ class ParlerEngine(streaming.StreamingSynthesis):
         """The descriptions, the prosody rows (rates; the aligner's reference), the checkpoint's files."""
         return describe(
             self,
-            tables=[prompt_table(DESCRIPTIONS_FILE), vocabulary_table(self.vocabulary, *PROSODY_PARTS)],
+            tables=[table_file(self.descriptions.source), vocabulary_table(self.vocabulary, *PROSODY_PARTS)],
             files={"checkpoint": self.checkpoint()},
             packages=(*PACKAGES, "espeakng-loader", "librosa"),
         )

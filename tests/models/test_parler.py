@@ -103,3 +103,24 @@ def test_the_lock_pins_every_package_with_a_hash_and_names_its_source_builds() -
     built = source_builds(LOCK)
     assert "parler-tts" in built and set(built) <= names
     assert source_builds(LOCKS_ROOT / "espeak" / "requirements.lock") == []
+
+
+def test_another_description_table_is_read_and_keys_the_cache(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from kernel.settings import get_settings
+
+    (tmp_path / "config.json").write_text("{}", encoding="utf-8")
+    table = tmp_path / "large-v1.yaml"
+    default = (LOCKS_ROOT.parent / "prompts" / "parler.yaml").read_text(encoding="utf-8")
+    table.write_text(default.replace("speaker: Thomas", "speaker: Jon"), encoding="utf-8")
+    monkeypatch.setenv("EMOFLOW_PARLER_DESCRIPTIONS", str(table))
+    get_settings.cache_clear()
+    try:
+        engine = ParlerEngine(tmp_path)
+        assert engine.descriptions.describe("happy", 0.0, 1.0).startswith("Jon speaks")
+        assert "table:large-v1.yaml" in engine.identity().digests
+    finally:
+        monkeypatch.delenv("EMOFLOW_PARLER_DESCRIPTIONS")
+        get_settings.cache_clear()
+    assert "table:parler.yaml" in ParlerEngine(tmp_path).identity().digests
