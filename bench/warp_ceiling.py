@@ -78,7 +78,7 @@ from models.render.rig import N_LANDMARKS, FaceFrame, FaceRig  # noqa: E402
 from models.render.tables import load_facs, load_visemes  # noqa: E402
 from models.render.warp import PiecewiseAffineWarp  # noqa: E402
 from models.vision.judge import LABELS, FaceEmotionJudge  # noqa: E402
-from models.vision.pseudo_labels import judge_video, read_frames  # noqa: E402
+from models.vision.pseudo_labels import SMOOTHING_S, judge_video, read_frames  # noqa: E402
 
 SIZE = 512  # the preview renderer's default side
 CROP_SCALE = 2.0  # the still's square is this many face-mesh heights
@@ -244,9 +244,17 @@ def write_video(frames: Iterable[np.ndarray], path: Path, fps: float, total: int
     return encode_frames(frames, path, max(1, round(fps)), SIZE, total)
 
 
-def judged(path: Path, label: str, judge: FaceEmotionJudge) -> dict[str, Any]:
-    """The judge's smoothed frame labels of a video against `label`, as `judge_mead` scores them."""
-    frames = judge_video(path, judge=judge)
+# how frames are judged: as `judge_mead` judges MEAD (MediaPipe face box, smoothed), or as `emoflow
+# evaluate render` judges renders (Haar box, every frame on its own)
+JUDGING: dict[str, dict[str, Any]] = {
+    "clips": {"crop": "mediapipe", "smoothing_s": SMOOTHING_S},
+    "render": {"crop": "haar", "smoothing_s": 0.0},
+}
+
+
+def judged(path: Path, label: str, judge: FaceEmotionJudge, judging: str = "clips") -> dict[str, Any]:
+    """The judge's frame labels of a video against `label`, judged the `judging` way."""
+    frames = judge_video(path, judge=judge, **JUDGING[judging])
     labels = [x for x in frames.frame_labels() if x is not None]
     counts = Counter(labels)
     return {
@@ -291,7 +299,7 @@ def run_speaker(
     warp = StillWarp(still.image, still.mesh)
     still_path = videos / f"{speaker}_still.mp4"
     write_video((still.image for _ in range(args.still_frames)), still_path, neutral.fps, args.still_frames)
-    still_judged = judged(still_path, "neutral", judge)
+    still_judged = judged(still_path, "neutral", judge, args.judging)
     print(
         f"{speaker}: still = neutral frame {still.frame} ({still.distance_iod:.3f} IOD from the reference), "
         f"crop {still.box.side:.0f} px; judge says {still_judged['counts']}",
@@ -319,9 +327,9 @@ def run_speaker(
             "mesh_missed": clip.missed,
             "warped_fps": fps,
             "mean_motion_iod": float(np.linalg.norm(moves, axis=2).mean()),
-            "real": judged(path, emotion, judge),
-            "real_crop": judged(crop_path, emotion, judge),
-            "warped": judged(warped_path, emotion, judge),
+            "real": judged(path, emotion, judge, args.judging),
+            "real_crop": judged(crop_path, emotion, judge, args.judging),
+            "warped": judged(warped_path, emotion, judge, args.judging),
             "still": rescore(still_judged, emotion),
         }
         clips[emotion] = result
@@ -411,6 +419,12 @@ def main() -> None:
         help="mesh: the neutral frame nearest the resting face; judge: the most neutral of the nearer half",
     )
     parser.add_argument("--speakers", nargs="*", default=None, help="default: every speaker in labels.csv")
+    parser.add_argument(
+        "--judging",
+        choices=sorted(JUDGING),
+        default="clips",
+        help="clips: as judge_mead (MediaPipe box, smoothed); render: as evaluate render (Haar box, raw)",
+    )
     args = parser.parse_args()
     if args.step < 1:
         parser.error("--step must be at least 1")
@@ -437,6 +451,7 @@ def main() -> None:
         "size": SIZE,
         "step": args.step,
         "still_rule": args.still,
+        "judging": args.judging,
         "still_frames": args.still_frames,
         "speakers": speakers,
         "summary": summary,

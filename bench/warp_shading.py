@@ -117,6 +117,7 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "warp_shading.json")
     parser.add_argument("--sheet", type=Path, default=None, help="write the contact sheet PNG here")
+    parser.add_argument("--judging", choices=("clips", "render"), default="clips", help="as warp_ceiling.py")
     args = parser.parse_args()
     started = time.perf_counter()
     data = args.data / "mead"
@@ -168,7 +169,7 @@ def main() -> None:
             for name, frames in zip(VARIANTS, (geo_frames, own_frames, cross_frames), strict=True):
                 path = tmp / f"{s}_{e}_{name}.mp4"
                 write_video(frames, path, clip.fps, len(frames))
-                res[name] = judged(path, e, judge)["agreement"]
+                res[name] = judged(path, e, judge, args.judging)["agreement"]
             results[f"{s} {e}"] = res
             print(s, e, {k: f"{v:.0%}" for k, v in res.items()}, flush=True)
             mid = int(np.argmax(np.linalg.norm(moves, axis=2).mean(axis=1)))
@@ -188,7 +189,12 @@ def main() -> None:
             "mean_neutral": float(np.mean(neutral_clips)),
         }
         print(name, f"emotional mean {np.mean(emotional):.1%}", f"neutral mean {np.mean(neutral_clips):.1%}")
-    report = {"clips": results, "summary": summary, "seconds": round(time.perf_counter() - started, 1)}
+    report = {
+        "judging": args.judging,
+        "clips": results,
+        "summary": summary,
+        "seconds": round(time.perf_counter() - started, 1),
+    }
     args.out.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
     if args.sheet is not None:
         cv2.imwrite(str(args.sheet), cv2.cvtColor(np.vstack(sheet), cv2.COLOR_RGB2BGR))
