@@ -160,7 +160,8 @@ def install(env: EngineEnvironment, log: Callable[[str], None] | None = None) ->
         [
             *pip,
             "install",
-            "--quiet",
+            "--progress-bar",
+            "off",
             "--no-input",
             "--disable-pip-version-check",
             "--no-compile",
@@ -172,6 +173,7 @@ def install(env: EngineEnvironment, log: Callable[[str], None] | None = None) ->
             str(env.lock),
         ],
         f"installing {env.lock.name} into {env.venv}",
+        on_line=_PipProgress(_package_count(env.lock), say),
     )
 
     # 3. The engine must load and speak there before anything may use it
@@ -255,11 +257,49 @@ def _child_environment() -> dict[str, str]:
     return child_environment()
 
 
-def _run(command: list[str], what: str, env: dict[str, str] | None = None) -> None:
+class _PipProgress:
+    """pip's output lines as a few progress lines: packages fetched (every tenth, at least every 10
+    packages), sdists being built."""
+
+    def __init__(self, total: int, say: Callable[[str], None]) -> None:
+        self.total = max(1, total)
+        self.step = max(10, -(-self.total // 10))
+        self.say = say
+        self.fetched = 0
+
+    def __call__(self, line: str) -> None:
+        if line.startswith(("Collecting ", "Processing ")):
+            self.fetched += 1
+            if self.fetched % self.step == 0 or self.fetched == self.total:
+                self.say(f"{self.fetched}/{self.total} packages fetched")
+        elif line.startswith("Building wheel for "):
+            self.say(f"building {line.split()[3]} from its sdist")
+        elif line.startswith("Installing collected packages"):
+            self.say("unpacking them into the venv")
+
+
+def _run(
+    command: list[str],
+    what: str,
+    env: dict[str, str] | None = None,
+    on_line: Callable[[str], None] | None = None,
+) -> None:
+    """Run `command`; EngineError quoting its last lines when it fails. `on_line` sees each output line."""
     try:
-        done = subprocess.run(command, capture_output=True, text=True, check=False, env=env)
+        process = subprocess.Popen(
+            command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env
+        )
     except OSError as exc:
         raise EngineError(f"{what} failed: {exc}") from exc
-    if done.returncode != 0:
-        tail = " | ".join((done.stderr or done.stdout).strip().splitlines()[-6:])
-        raise EngineError(f"{what} failed (exit {done.returncode}): {tail}")
+    assert process.stdout is not None
+    tail: list[str] = []
+    with process:
+        for raw in process.stdout:
+            line = raw.rstrip()
+            if line and not line.startswith("WARNING:"):  # pip's configuration warnings hide the cause
+                tail = [*tail[-5:], line]
+            if on_line is not None and line:
+                on_line(line.strip())
+    if process.returncode != 0:
+        quoted = " | ".join(tail)
+        raise EngineError(f"{what} failed (exit {process.returncode}): {quoted}")

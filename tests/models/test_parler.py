@@ -124,3 +124,26 @@ def test_another_description_table_is_read_and_keys_the_cache(
         monkeypatch.delenv("EMOFLOW_PARLER_DESCRIPTIONS")
         get_settings.cache_clear()
     assert "table:parler.yaml" in ParlerEngine(tmp_path).identity().digests
+
+
+def test_a_long_install_reports_progress_and_a_failure_quotes_its_last_lines() -> None:
+    import sys
+
+    from models.tts.environments import _PipProgress, _run
+
+    said: list[str] = []
+    progress = _PipProgress(122, said.append)
+    for n in range(122):
+        progress(f"Collecting package{n}==1.0")
+        if n == 4:
+            progress("Building wheel for parler-tts (pyproject.toml): started")
+    progress("Installing collected packages: a, b")
+    assert said[1] == "13/122 packages fetched" and said[-2] == "122/122 packages fetched"
+    assert said[0] == "building parler-tts from its sdist" and said[-1] == "unpacking them into the venv"
+    assert len(said) == 12  # every 13 packages and the last, one build, one unpack: not a line each
+
+    lines: list[str] = []
+    failing = "print('WARNING: ignored'); print('ERROR: no matching distribution'); raise SystemExit(3)"
+    with pytest.raises(EngineError, match=r"failed \(exit 3\): ERROR: no matching distribution$"):
+        _run([sys.executable, "-c", failing], "installing", on_line=lines.append)
+    assert lines == ["WARNING: ignored", "ERROR: no matching distribution"]
