@@ -226,17 +226,21 @@ class StillWarp:
 
     def __call__(self, moves_iod: np.ndarray) -> np.ndarray:
         """The still with each landmark moved by `moves_iod` (468, 2) in its face frame's IOD."""
+        return self.remap(self.image, self.maps(moves_iod))
+
+    def maps(self, moves_iod: np.ndarray) -> np.ndarray:
+        """The sampling map (SIZE, SIZE, 2) of that move: for any image of the still's shape."""
         points = np.clip(self.landmarks + self.frame.to_pixels(moves_iod), self.lo, self.hi)
         target = self.warp.untangle(np.vstack([points, self.fixed]), self.movable, self.exempt)
         moved = target[:N_LANDMARKS]
         boxes = [moved[_MOUTH_BOX]] + [moved[box] for box in _EYE_BOXES]
+        return self.warp.maps(target, boxes)
+
+    @staticmethod
+    def remap(image: np.ndarray, maps: np.ndarray) -> np.ndarray:
         # map2=None is what remap takes with an (H, W, 2) map1; opencv's stubs leave None out
         return cv2.remap(  # type: ignore[call-overload]
-            self.image,
-            self.warp.maps(target, boxes),
-            None,
-            cv2.INTER_LINEAR,
-            borderMode=cv2.BORDER_REFLECT_101,
+            image, maps, None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT_101
         )
 
 

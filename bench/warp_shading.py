@@ -156,12 +156,10 @@ def main() -> None:
             cross_frames: list[np.ndarray] = []
             geo_frames: list[np.ndarray] = []
             for t, m in enumerate(moves):
-                geo = warp(m)
-                warp.image = apply(still.image, ratios[e][t])
-                own = warp(m)
-                warp.image = apply(still.image, static_other)
-                cross = warp(m)
-                warp.image = still.image
+                maps = warp.maps(m)  # one warp per frame, for the three images
+                geo = warp.remap(still.image, maps)
+                own = warp.remap(apply(still.image, ratios[e][t]), maps)
+                cross = warp.remap(apply(still.image, static_other), maps)
                 geo_frames.append(geo)
                 own_frames.append(own)
                 cross_frames.append(cross)
